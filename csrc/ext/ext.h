@@ -1,0 +1,50 @@
+/* Private header of the _mapdeploy extension: one .c file per concern.
+ *   module.c    PEP 489 module definition, module state, exceptions
+ *   convert.c   Python objects <-> msgpack (job definitions, statuses)
+ *   jobstore.c  the JobStore type and create_job
+ *   process.c   starting the supervisor, probing it, waiting for changes
+ */
+#ifndef MAPDEPLOY_EXT_H
+#define MAPDEPLOY_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <msgpack.h>
+
+#include "mdcore.h"
+
+typedef struct {
+    PyObject *error;            /* MapDeployError(Exception) */
+    PyObject *integrity_error;  /* IntegrityError(MapDeployError): MAC check failed */
+    PyObject *format_error;     /* FormatError(MapDeployError): malformed or future data */
+    PyObject *storage_error;    /* StorageError(MapDeployError, OSError) */
+    PyTypeObject *job_store_type;
+} md_module_state;
+
+md_module_state *md_state_of_module(PyObject *module);
+md_module_state *md_state_of_type(PyTypeObject *type);
+
+/* Raises the exception that fits err->code, its message prefixed by context
+ * (may be NULL); returns NULL. */
+PyObject *md_raise(md_module_state *state, const md_error *err, const char *context);
+
+/* Appends the msgpack encoding of obj (None, bool, int, float, str, bytes,
+ * list, tuple, dict with str keys) to out; -1 with an exception set. */
+int md_pack_object(PyObject *obj, md_buf *out);
+/* Converts a decoded msgpack object; NULL with an exception set. */
+PyObject *md_unpack_object(const msgpack_object *obj);
+/* Decodes one msgpack value that must fill bytes exactly. */
+PyObject *md_unpack_bytes(md_module_state *state, const uint8_t *data, size_t len);
+
+int md_job_store_add_type(PyObject *module, md_module_state *state);
+PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs);
+
+/* process.c */
+/* Starts `supervisor --job-dir dir --worker worker --daemonize` and waits for
+ * the short-lived parent; 0, or -1 with *err filled (message holds what the
+ * supervisor printed).  Call without the GIL. */
+int md_spawn_supervisor(const char *supervisor, const char *worker, const char *dir,
+                        md_error *err);
+/* 1 when a process holds dir/supervisor.lock, 0 when none does. */
+int md_supervisor_alive(const char *dir, md_error *err);
+#endif

@@ -1,0 +1,932 @@
+/* JobStore: one job folder, opened with its key.  Every read is
+ * authenticated before anything is handed to Python; file I/O runs without
+ * the GIL, under a per-object lock so that threads sharing a JobStore never
+ * race on its read offset. */
+#include "ext.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    char *dir;                     /* PyMem_Raw: used without the GIL */
+    char job_id[MD_JOB_ID_MAX + 1];
+    md_key key;
+    md_buf job_bytes;              /* the JOB envelope as stored */
+    const uint8_t *definition;     /* its payload, inside job_bytes */
+    size_t definition_len;
+    uint64_t results_offset;       /* bytes of results/log already returned */
+    int inotify_fd;                /* -1 until the first wait() */
+} JobStoreObject;
+
+static void store_lock(JobStoreObject *self)
+{
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        (void)PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static void store_unlock(JobStoreObject *self)
+{
+    PyThread_release_lock(self->lock);
+}
+
+static md_module_state *state_of(JobStoreObject *self)
+{
+    return md_state_of_type(Py_TYPE(self));
+}
+
+static PyObject *raise_for(JobStoreObject *self, const md_error *err)
+{
+    char context[MD_PATH_MAX + 32];
+    md_module_state *state = state_of(self);
+    if (state == NULL) {
+        return NULL;
+    }
+    (void)snprintf(context, sizeof context, "job folder %s", self->dir);
+    return md_raise(state, err, context);
+}
+
+static PyObject *str_or_none(md_str text)
+{
+    if (text.ptr == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeUTF8(text.ptr, (Py_ssize_t)text.len, "replace");
+}
+
+/* ------------------------------------------------------------ open/close */
+
+static int open_folder(JobStoreObject *self, md_error *err)
+{
+    md_envelope env;
+    int rc = md_store_read_key(self->dir, &self->key, err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    rc = md_store_read(self->dir, MD_STORE_JOB, &self->job_bytes, err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    rc = md_envelope_decode(&self->key, self->job_bytes.data, self->job_bytes.len, &env, err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    if (env.kind != MD_KIND_JOB || env.job_id_len > MD_JOB_ID_MAX) {
+        return md_fail(err, MD_EFORMAT, "the file 'job' does not hold a job definition");
+    }
+    memcpy(self->job_id, env.job_id, env.job_id_len);
+    self->job_id[env.job_id_len] = '\0';
+    self->definition = env.payload;
+    self->definition_len = env.payload_len;
+    return MD_OK;
+}
+
+static int job_store_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"path", NULL};
+    JobStoreObject *self = (JobStoreObject *)op;
+    PyObject *path_bytes = NULL;
+    md_error err;
+    int rc = -1;
+
+    md_error_clear(&err);
+    if (self->dir != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "JobStore.__init__ called twice");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&:JobStore", keywords, PyUnicode_FSConverter,
+                                     &path_bytes)) {
+        return -1;
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(path_bytes);
+    self->dir = PyMem_RawMalloc((size_t)len + 1);
+    if (self->dir == NULL) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    memcpy(self->dir, PyBytes_AS_STRING(path_bytes), (size_t)len + 1);
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = open_folder(self, &err);
+    Py_END_ALLOW_THREADS
+    if (status != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    Py_XDECREF(path_bytes);
+    return rc;
+}
+
+static PyObject *job_store_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    (void)args;
+    (void)kwds;
+    JobStoreObject *self = (JobStoreObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->inotify_fd = -1;
+    md_buf_init(&self->job_bytes);
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void job_store_dealloc(PyObject *op)
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    PyTypeObject *type = Py_TYPE(op);
+    if (self->inotify_fd >= 0) {
+        (void)close(self->inotify_fd);
+    }
+    if (self->lock != NULL) {
+        PyThread_free_lock(self->lock);
+    }
+    PyMem_RawFree(self->dir);
+    md_buf_free(&self->job_bytes);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+/* ------------------------------------------------------------ definition */
+
+static PyObject *job_store_definition(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_module_state *state = state_of(self);
+    if (state == NULL) {
+        return NULL;
+    }
+    return md_unpack_bytes(state, self->definition, self->definition_len);
+}
+
+typedef struct {
+    PyObject *list;
+    Py_ssize_t next;
+} kwargs_collector;
+
+static int collect_kwargs(void *ctx, size_t index, const uint8_t *item, size_t len)
+{
+    (void)index;
+    kwargs_collector *collector = ctx;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)item, (Py_ssize_t)len);
+    if (bytes == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(collector->list, bytes);
+    Py_DECREF(bytes);
+    return rc < 0 ? -1 : 0;
+}
+
+static PyObject *job_store_kwargs(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_jobdef_view *view = NULL;
+    PyObject *list = NULL;
+    PyObject *result = NULL;
+    md_buf shard;
+    md_error err;
+    char name[64];
+    int rc;
+
+    md_buf_init(&shard);
+    md_error_clear(&err);
+    if (md_jobdef_decode(self->definition, self->definition_len, &view, &err) != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    const md_jobdef *def = md_jobdef_get(view);
+    if (def->shard_size == 0) {
+        PyErr_SetString(state_of(self)->format_error, "the job definition has a shard size of 0");
+        goto cleanup;
+    }
+    list = PyList_New(0);
+    if (list == NULL) {
+        goto cleanup;
+    }
+    uint64_t shards = (def->task_count + def->shard_size - 1) / def->shard_size;
+    for (uint64_t shard_index = 0; shard_index < shards; shard_index++) {
+        md_envelope env;
+        kwargs_collector collector = {list, 0};
+        size_t count = 0;
+        if (md_shard_name(name, sizeof name, shard_index, &err) != MD_OK) {
+            (void)raise_for(self, &err);
+            goto cleanup;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = md_store_read(self->dir, name, &shard, &err);
+        if (rc == MD_OK) {
+            rc = md_envelope_decode(&self->key, shard.data, shard.len, &env, &err);
+        }
+        if (rc == MD_OK) {
+            rc = md_envelope_expect(&env, MD_KIND_TASKS, self->job_id, &err);
+        }
+        if (rc == MD_OK && env.first != shard_index * def->shard_size) {
+            rc = md_fail(&err, MD_EFORMAT, "%s holds tasks from %llu, expected %llu", name,
+                         (unsigned long long)env.first,
+                         (unsigned long long)(shard_index * def->shard_size));
+        }
+        Py_END_ALLOW_THREADS
+        if (rc != MD_OK) {
+            (void)raise_for(self, &err);
+            goto cleanup;
+        }
+        rc = md_bins_decode(env.payload, env.payload_len, collect_kwargs, &collector, &count, &err);
+        if (rc != MD_OK) {
+            if (!PyErr_Occurred()) {
+                (void)raise_for(self, &err);
+            }
+            goto cleanup;
+        }
+    }
+    if ((uint64_t)PyList_GET_SIZE(list) != def->task_count) {
+        PyErr_Format(state_of(self)->format_error, "job folder %s: found %zd tasks, expected %llu",
+                     self->dir, PyList_GET_SIZE(list), (unsigned long long)def->task_count);
+        goto cleanup;
+    }
+    result = list;
+    list = NULL;
+cleanup:
+    Py_XDECREF(list);
+    md_jobdef_free(view);
+    md_buf_free(&shard);
+    return result;
+}
+
+/* ------------------------------------------------------------ status */
+
+static int state_from_name(PyObject *name, md_state *out)
+{
+    static const md_state states[] = {MD_STATE_PENDING, MD_STATE_RUNNING, MD_STATE_COMPLETED,
+                                      MD_STATE_FAILED, MD_STATE_CANCELED};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        if (PyUnicode_CompareWithASCIIString(name, md_state_name(states[i])) == 0) {
+            *out = states[i];
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown job state %R", name);
+    return -1;
+}
+
+static PyObject *time_or_none(double seconds)
+{
+    if (seconds <= 0.0) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble(seconds);
+}
+
+static PyObject *job_store_status(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_buf scratch;
+    md_status status;
+    md_error err;
+    PyObject *result = NULL;
+    int rc;
+
+    md_buf_init(&scratch);
+    md_error_clear(&err);
+    memset(&status, 0, sizeof status);
+    Py_BEGIN_ALLOW_THREADS
+    rc = md_store_read_status(self->dir, &self->key, self->job_id, &scratch, &status, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    PyObject *error = str_or_none(status.error);
+    if (error == NULL) {
+        goto cleanup;
+    }
+    PyObject *start = time_or_none(status.start_time);
+    PyObject *end = time_or_none(status.end_time);
+    if (start != NULL && end != NULL) {
+        result = Py_BuildValue("{s:s,s:N,s:N,s:N,s:L,s:I}", "state", md_state_name(status.state),
+                               "start_time", start, "end_time", end, "error", error,
+                               "supervisor_pid", (long long)status.supervisor_pid,
+                               "num_workers", (unsigned int)status.num_workers);
+    } else {
+        Py_XDECREF(start);
+        Py_XDECREF(end);
+        Py_DECREF(error);
+    }
+cleanup:
+    md_buf_free(&scratch);
+    return result;
+}
+
+static PyObject *job_store_write_status(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"state", "error", NULL};
+    JobStoreObject *self = (JobStoreObject *)op;
+    PyObject *state_name = NULL;
+    const char *error_text = NULL;
+    Py_ssize_t error_len = 0;
+    md_buf scratch;
+    md_status status;
+    md_error err;
+    md_state state;
+    PyObject *result = NULL;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "U|z#:write_status", keywords, &state_name,
+                                     &error_text, &error_len)) {
+        return NULL;
+    }
+    if (state_from_name(state_name, &state) < 0) {
+        return NULL;
+    }
+    md_buf_init(&scratch);
+    md_error_clear(&err);
+    memset(&status, 0, sizeof status);
+    store_lock(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = md_store_read_status(self->dir, &self->key, self->job_id, &scratch, &status, &err);
+    if (rc == MD_OK) {
+        status.state = state;
+        status.error.ptr = error_text;
+        status.error.len = (size_t)error_len;
+        if (state == MD_STATE_COMPLETED || state == MD_STATE_FAILED || state == MD_STATE_CANCELED) {
+            status.end_time = md_wall_time();
+        }
+        rc = md_store_write_status(self->dir, &self->key, self->job_id, &status, &err);
+    }
+    Py_END_ALLOW_THREADS
+    store_unlock(self);
+    if (rc != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    result = Py_NewRef(Py_None);
+cleanup:
+    md_buf_free(&scratch);
+    return result;
+}
+
+/* ------------------------------------------------------------ results */
+
+typedef struct {
+    PyObject *list;
+    PyObject *completed;
+    PyObject *failed;
+} results_collector;
+
+static int collect_result(void *ctx, const md_task_result *r)
+{
+    results_collector *collector = ctx;
+    PyObject *value = NULL;
+    PyObject *row = NULL;
+    int rc = -1;
+    if (r->value != NULL) {
+        value = PyBytes_FromStringAndSize((const char *)r->value, (Py_ssize_t)r->value_len);
+    } else {
+        value = Py_NewRef(Py_None);
+    }
+    if (value == NULL) {
+        goto cleanup;
+    }
+    PyObject *status = r->status == MD_TASK_COMPLETED ? collector->completed : collector->failed;
+    row = Py_BuildValue("(KOIddLNNNO)", (unsigned long long)r->task_index, status,
+                        (unsigned int)r->attempt, r->start_time, r->run_time,
+                        (long long)r->worker_pid, str_or_none(r->exc_type),
+                        str_or_none(r->exc_message), str_or_none(r->exc_traceback), value);
+    if (row == NULL) {
+        goto cleanup;
+    }
+    rc = PyList_Append(collector->list, row);
+cleanup:
+    Py_XDECREF(value);
+    Py_XDECREF(row);
+    return rc;
+}
+
+static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    results_collector collector = {NULL, NULL, NULL};
+    char log_path[MD_PATH_MAX];
+    md_buf data;
+    md_error err;
+    PyObject *result = NULL;
+    size_t position = 0;
+    int rc;
+
+    md_buf_init(&data);
+    md_error_clear(&err);
+    store_lock(self);
+    if (md_path_join(log_path, sizeof log_path, self->dir, MD_STORE_RESULTS_LOG, &err) != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = md_store_read_from(log_path, self->results_offset, &data, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != MD_OK && rc != MD_ENOENT) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    collector.list = PyList_New(0);
+    collector.completed = PyUnicode_InternFromString("Completed");
+    collector.failed = PyUnicode_InternFromString("Failed");
+    if (collector.list == NULL || collector.completed == NULL || collector.failed == NULL) {
+        goto cleanup;
+    }
+    for (;;) {
+        const uint8_t *record = NULL;
+        size_t record_len = 0;
+        size_t consumed = 0;
+        md_envelope env;
+        rc = md_log_parse(data.data + position, data.len - position, &record, &record_len,
+                          &consumed, &err);
+        if (rc == 0) {
+            break;
+        }
+        if (rc < 0) {
+            PyErr_Format(state_of(self)->format_error,
+                         "job folder %s: the results log is damaged at byte %llu: %s", self->dir,
+                         (unsigned long long)(self->results_offset + position), err.message);
+            goto cleanup;
+        }
+        rc = md_envelope_decode(&self->key, record, record_len, &env, &err);
+        if (rc == MD_OK) {
+            rc = md_envelope_expect(&env, MD_KIND_RESULTS, self->job_id, &err);
+        }
+        if (rc != MD_OK) {
+            char context[MD_PATH_MAX + 64];
+            (void)snprintf(context, sizeof context, "job folder %s: results log record at byte %llu",
+                           self->dir, (unsigned long long)(self->results_offset + position));
+            (void)md_raise(state_of(self), &err, context);
+            goto cleanup;
+        }
+        rc = md_results_decode(env.payload, env.payload_len, collect_result, &collector, NULL, &err);
+        if (rc != MD_OK) {
+            if (!PyErr_Occurred()) {
+                (void)raise_for(self, &err);
+            }
+            goto cleanup;
+        }
+        position += consumed;
+    }
+    self->results_offset += position;
+    result = collector.list;
+    collector.list = NULL;
+cleanup:
+    store_unlock(self);
+    Py_XDECREF(collector.list);
+    Py_XDECREF(collector.completed);
+    Py_XDECREF(collector.failed);
+    md_buf_free(&data);
+    return result;
+}
+
+static PyObject *job_store_rewind_results(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    store_lock(self);
+    self->results_offset = 0;
+    store_unlock(self);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ processes */
+
+static PyObject *job_store_launch(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"supervisor", "worker", NULL};
+    JobStoreObject *self = (JobStoreObject *)op;
+    PyObject *supervisor = NULL;
+    PyObject *worker = NULL;
+    PyObject *result = NULL;
+    md_error err;
+    int rc;
+
+    md_error_clear(&err);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O&:launch", keywords, PyUnicode_FSConverter,
+                                     &supervisor, PyUnicode_FSConverter, &worker)) {
+        goto cleanup;
+    }
+    const char *supervisor_path = PyBytes_AS_STRING(supervisor);
+    const char *worker_path = PyBytes_AS_STRING(worker);
+    Py_BEGIN_ALLOW_THREADS
+    rc = md_spawn_supervisor(supervisor_path, worker_path, self->dir, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    result = Py_NewRef(Py_None);
+cleanup:
+    Py_XDECREF(supervisor);
+    Py_XDECREF(worker);
+    return result;
+}
+
+static PyObject *job_store_supervisor_alive(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_error err;
+    int alive;
+    md_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    alive = md_supervisor_alive(self->dir, &err);
+    Py_END_ALLOW_THREADS
+    if (alive < 0) {
+        return raise_for(self, &err);
+    }
+    return PyBool_FromLong(alive);
+}
+
+static PyObject *job_store_request_cancel(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_buf scratch;
+    md_status status;
+    md_error err;
+    PyObject *result = NULL;
+    int rc;
+    int alive = 0;
+
+    md_buf_init(&scratch);
+    md_error_clear(&err);
+    memset(&status, 0, sizeof status);
+    Py_BEGIN_ALLOW_THREADS
+    rc = md_store_create_exclusive(self->dir, MD_STORE_CANCEL, (const uint8_t *)"", 0, 0600, &err);
+    if (rc == MD_EEXIST) {
+        rc = MD_OK;
+    }
+    if (rc == MD_OK) {
+        rc = md_store_read_status(self->dir, &self->key, self->job_id, &scratch, &status, &err);
+    }
+    if (rc == MD_OK) {
+        alive = md_supervisor_alive(self->dir, &err);
+        rc = alive < 0 ? alive : MD_OK;
+    }
+    /* The lock is held only by a live supervisor, so its pid cannot have been reused. */
+    if (rc == MD_OK && alive == 1 && status.supervisor_pid > 0) {
+        if (kill((pid_t)status.supervisor_pid, SIGTERM) != 0 && errno != ESRCH) {
+            rc = md_fail_errno(&err, errno, "signalling the supervisor (pid %lld)",
+                               (long long)status.supervisor_pid);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != MD_OK) {
+        (void)raise_for(self, &err);
+        goto cleanup;
+    }
+    result = PyBool_FromLong(alive);
+cleanup:
+    md_buf_free(&scratch);
+    return result;
+}
+
+/* Watches the folder (status replaced, results appended) so that waiting
+ * clients wake on change instead of polling. */
+static int start_watch(JobStoreObject *self, md_error *err)
+{
+    char results_dir[MD_PATH_MAX];
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) {
+        return md_fail_errno(err, errno, "inotify_init1");
+    }
+    if (inotify_add_watch(fd, self->dir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) < 0) {
+        int saved = errno;
+        (void)close(fd);
+        return md_fail_errno(err, saved, "watching %s", self->dir);
+    }
+    if (md_path_join(results_dir, sizeof results_dir, self->dir, MD_STORE_RESULTS_DIR, err) == MD_OK) {
+        (void)inotify_add_watch(fd, results_dir, IN_MODIFY | IN_CREATE);
+    }
+    self->inotify_fd = fd;
+    return MD_OK;
+}
+
+static void drain_events(int fd)
+{
+    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (read(fd, events, sizeof events) > 0) {
+    }
+}
+
+static PyObject *job_store_wait(PyObject *op, PyObject *args)
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    double timeout = 0.0;
+    md_error err;
+    if (!PyArg_ParseTuple(args, "d:wait", &timeout)) {
+        return NULL;
+    }
+    md_error_clear(&err);
+    if (self->inotify_fd < 0) {
+        if (start_watch(self, &err) != MD_OK) {
+            return raise_for(self, &err);
+        }
+        /* Changes before the watch existed are unseen: the caller must look again. */
+        Py_RETURN_TRUE;
+    }
+    double deadline = md_monotonic_time() + (timeout > 0.0 ? timeout : 0.0);
+    for (;;) {
+        double remaining = deadline - md_monotonic_time();
+        int slice_ms = remaining <= 0.0 ? 0 : (remaining > 0.1 ? 100 : (int)(remaining * 1000.0) + 1);
+        struct pollfd pfd = {self->inotify_fd, POLLIN, 0};
+        int ready;
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(&pfd, 1, slice_ms);
+        if (ready > 0) {
+            drain_events(self->inotify_fd);
+        }
+        Py_END_ALLOW_THREADS
+        if (ready > 0) {
+            Py_RETURN_TRUE;
+        }
+        if (ready < 0 && errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        if (remaining <= 0.0) {
+            Py_RETURN_FALSE;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ attributes */
+
+static PyObject *job_store_get_path(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyUnicode_DecodeFSDefault(((JobStoreObject *)op)->dir);
+}
+
+static PyObject *job_store_get_job_id(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(((JobStoreObject *)op)->job_id);
+}
+
+static PyGetSetDef job_store_getset[] = {
+    {"path", job_store_get_path, NULL, PyDoc_STR("The job folder."), NULL},
+    {"job_id", job_store_get_job_id, NULL, PyDoc_STR("The job's random id."), NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyMethodDef job_store_methods[] = {
+    {"definition", job_store_definition, METH_NOARGS,
+     PyDoc_STR("definition() -> dict\n\nThe authenticated job definition.")},
+    {"kwargs", job_store_kwargs, METH_NOARGS,
+     PyDoc_STR("kwargs() -> list[bytes]\n\nThe pickled kwargs of every task, in task order.")},
+    {"status", job_store_status, METH_NOARGS,
+     PyDoc_STR("status() -> dict\n\nstate, start_time, end_time, error, supervisor_pid, num_workers.")},
+    {"write_status", (PyCFunction)(void (*)(void))job_store_write_status,
+     METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("write_status(state, error=None)\n\nReplaces the status (end_time set for final states).")},
+    {"read_results", job_store_read_results, METH_NOARGS,
+     PyDoc_STR("read_results() -> list[tuple]\n\nResults appended since the last call: (task_index, "
+               "status, attempt, start_time, run_time, worker_pid, exc_type, exc_message, "
+               "exc_traceback, value_pickle).")},
+    {"rewind_results", job_store_rewind_results, METH_NOARGS,
+     PyDoc_STR("rewind_results()\n\nThe next read_results() starts from the beginning.")},
+    {"launch", (PyCFunction)(void (*)(void))job_store_launch, METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("launch(supervisor, worker)\n\nStarts the detached supervisor of this job.")},
+    {"supervisor_alive", job_store_supervisor_alive, METH_NOARGS,
+     PyDoc_STR("supervisor_alive() -> bool")},
+    {"request_cancel", job_store_request_cancel, METH_NOARGS,
+     PyDoc_STR("request_cancel() -> bool\n\nMarks the job canceled and signals its supervisor; "
+               "returns whether a supervisor was running.")},
+    {"wait", job_store_wait, METH_VARARGS,
+     PyDoc_STR("wait(timeout) -> bool\n\nBlocks until the folder changes or timeout seconds pass.")},
+    {NULL, NULL, 0, NULL}};
+
+static PyType_Slot job_store_slots[] = {
+    {Py_tp_doc, (void *)"JobStore(path)\n\nAn existing job folder, opened with its key."},
+    {Py_tp_new, (void *)job_store_new},
+    {Py_tp_init, (void *)job_store_init},
+    {Py_tp_dealloc, (void *)job_store_dealloc},
+    {Py_tp_methods, job_store_methods},
+    {Py_tp_getset, job_store_getset},
+    {0, NULL}};
+
+static PyType_Spec job_store_spec = {
+    .name = "mapdeploy._mapdeploy.JobStore",
+    .basicsize = sizeof(JobStoreObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = job_store_slots,
+};
+
+int md_job_store_add_type(PyObject *module, md_module_state *state)
+{
+    state->job_store_type =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &job_store_spec, NULL);
+    if (state->job_store_type == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, state->job_store_type);
+}
+
+/* ------------------------------------------------------------ create_job */
+
+typedef struct {
+    const char *dir;
+    const md_key *key;
+    const char *job_id;
+    const uint8_t *definition;
+    size_t definition_len;
+    uint64_t task_count;
+    uint64_t shard_size;
+    const uint8_t *const *items;
+    const size_t *item_lens;
+} job_layout;
+
+static int write_envelope(const job_layout *layout, const char *name, md_kind kind, uint64_t first,
+                          uint64_t count, const uint8_t *payload, size_t payload_len,
+                          md_buf *scratch, md_error *err)
+{
+    md_envelope env = {kind, layout->job_id, strlen(layout->job_id), first, count, 0,
+                       payload, payload_len};
+    md_buf_clear(scratch);
+    int rc = md_envelope_encode(layout->key, &env, scratch, err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    return md_store_create_exclusive(layout->dir, name, scratch->data, scratch->len, 0600, err);
+}
+
+static int write_layout(const job_layout *layout, md_error *err)
+{
+    md_buf payload;
+    md_buf scratch;
+    char name[64];
+    int rc;
+    md_status status;
+
+    md_buf_init(&payload);
+    md_buf_init(&scratch);
+    rc = md_store_create_exclusive(layout->dir, MD_STORE_KEY, layout->key->bytes, MD_KEY_LEN, 0600, err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    const char *dirs[] = {MD_STORE_TASKS_DIR, MD_STORE_RESULTS_DIR, MD_STORE_LOGS_DIR};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        rc = md_store_mkdir(layout->dir, dirs[i], 0700, 0, err);
+        if (rc != MD_OK) {
+            goto cleanup;
+        }
+    }
+    for (uint64_t first = 0; first < layout->task_count; first += layout->shard_size) {
+        uint64_t count = layout->task_count - first;
+        if (count > layout->shard_size) {
+            count = layout->shard_size;
+        }
+        md_buf_clear(&payload);
+        rc = md_bins_encode(layout->items + first, layout->item_lens + first, (size_t)count,
+                            &payload, err);
+        if (rc == MD_OK) {
+            rc = md_shard_name(name, sizeof name, first / layout->shard_size, err);
+        }
+        if (rc == MD_OK) {
+            rc = write_envelope(layout, name, MD_KIND_TASKS, first, count, payload.data, payload.len,
+                                &scratch, err);
+        }
+        if (rc != MD_OK) {
+            goto cleanup;
+        }
+    }
+    memset(&status, 0, sizeof status);
+    status.state = MD_STATE_PENDING;
+    rc = md_store_write_status(layout->dir, layout->key, layout->job_id, &status, err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    /* The definition goes last: a folder with a readable 'job' is complete. */
+    rc = write_envelope(layout, MD_STORE_JOB, MD_KIND_JOB, 0, layout->task_count,
+                        layout->definition, layout->definition_len, &scratch, err);
+cleanup:
+    md_buf_free(&payload);
+    md_buf_free(&scratch);
+    return rc;
+}
+
+static int set_count(PyObject *dict, const char *name, uint64_t value)
+{
+    PyObject *number = PyLong_FromUnsignedLongLong(value);
+    if (number == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(dict, name, number);
+    Py_DECREF(number);
+    return rc;
+}
+
+PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"path", "definition", "kwargs", "shard_size", NULL};
+    md_module_state *state = md_state_of_module(module);
+    PyObject *path = NULL;
+    PyObject *definition = NULL;
+    PyObject *definition_copy = NULL;
+    PyObject *items_arg = NULL;
+    PyObject *items = NULL;
+    const uint8_t **pointers = NULL;
+    size_t *lens = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t shard_size = 0;
+    md_buf definition_bytes;
+    md_key key;
+    md_key id_bytes;
+    md_error err;
+    char job_id[33];
+    int rc;
+
+    md_buf_init(&definition_bytes);
+    md_error_clear(&err);
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O!On:create_job", keywords,
+                                     PyUnicode_FSConverter, &path, &PyDict_Type, &definition,
+                                     &items_arg, &shard_size)) {
+        goto cleanup;
+    }
+    if (shard_size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "shard_size must be positive");
+        goto cleanup;
+    }
+    items = PySequence_Fast(items_arg, "kwargs must be a sequence of bytes");
+    if (items == NULL) {
+        goto cleanup;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    pointers = PyMem_Calloc((size_t)count + 1, sizeof *pointers);
+    lens = PyMem_Calloc((size_t)count + 1, sizeof *lens);
+    if (pointers == NULL || lens == NULL) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "kwargs[%zd] must be bytes, not %.100s", i,
+                         Py_TYPE(item)->tp_name);
+            goto cleanup;
+        }
+        pointers[i] = (const uint8_t *)PyBytes_AS_STRING(item);
+        lens[i] = (size_t)PyBytes_GET_SIZE(item);
+    }
+    definition_copy = PyDict_Copy(definition);
+    if (definition_copy == NULL || set_count(definition_copy, "task_count", (uint64_t)count) < 0 ||
+        set_count(definition_copy, "shard_size", (uint64_t)shard_size) < 0) {
+        goto cleanup;
+    }
+    if (md_pack_object(definition_copy, &definition_bytes) < 0) {
+        goto cleanup;
+    }
+    if (md_key_generate(&key, &err) != MD_OK || md_key_generate(&id_bytes, &err) != MD_OK) {
+        (void)md_raise(state, &err, "create_job");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < 16; i++) {
+        static const char hex[] = "0123456789abcdef";
+        job_id[2 * i] = hex[id_bytes.bytes[i] >> 4];
+        job_id[2 * i + 1] = hex[id_bytes.bytes[i] & 0x0f];
+    }
+    job_id[32] = '\0';
+    job_layout layout = {PyBytes_AS_STRING(path), &key, job_id, definition_bytes.data,
+                         definition_bytes.len, (uint64_t)count, (uint64_t)shard_size,
+                         pointers, lens};
+    Py_BEGIN_ALLOW_THREADS
+    rc = mkdir(layout.dir, 0700) == 0 ? MD_OK : md_fail_errno(&err, errno, "mkdir");
+    if (rc == MD_OK) {
+        rc = write_layout(&layout, &err);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc != MD_OK) {
+        char context[MD_PATH_MAX + 32];
+        (void)snprintf(context, sizeof context, "creating job folder %s", layout.dir);
+        (void)md_raise(state, &err, context);
+        goto cleanup;
+    }
+    result = PyUnicode_FromString(job_id);
+cleanup:
+    Py_XDECREF(path);
+    Py_XDECREF(items);
+    Py_XDECREF(definition_copy);
+    PyMem_Free(pointers);
+    PyMem_Free(lens);
+    md_buf_free(&definition_bytes);
+    return result;
+}

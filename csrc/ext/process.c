@@ -1,0 +1,187 @@
+/* Starting and probing the job's supervisor process.  Called without the GIL. */
+#include "ext.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define SPAWN_OUTPUT_MAX 65536u
+
+static int read_all(int fd, md_buf *out, md_error *err)
+{
+    uint8_t chunk[4096];
+    for (;;) {
+        ssize_t got = read(fd, chunk, sizeof chunk);
+        if (got == 0) {
+            return MD_OK;
+        }
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return md_fail_errno(err, errno, "reading the supervisor's output");
+        }
+        /* Keep reading to EOF even past the cap so the child never blocks on a full pipe. */
+        if (out->len < SPAWN_OUTPUT_MAX) {
+            size_t keep = (size_t)got;
+            if (keep > SPAWN_OUTPUT_MAX - out->len) {
+                keep = SPAWN_OUTPUT_MAX - out->len;
+            }
+            if (md_buf_append(out, chunk, keep) != MD_OK) {
+                return md_fail(err, MD_ENOMEM, "out of memory");
+            }
+        }
+    }
+}
+
+static int wait_child(pid_t pid, int *status, md_error *err)
+{
+    for (;;) {
+        if (waitpid(pid, status, 0) == pid) {
+            return MD_OK;
+        }
+        if (errno != EINTR) {
+            return md_fail_errno(err, errno, "waiting for the supervisor to start");
+        }
+    }
+}
+
+static void trim_trailing_space(md_buf *text)
+{
+    while (text->len > 0 && (text->data[text->len - 1] == '\n' || text->data[text->len - 1] == ' ')) {
+        text->len--;
+    }
+}
+
+int md_spawn_supervisor(const char *supervisor, const char *worker, const char *dir,
+                        md_error *err)
+{
+    int pipe_fds[2] = {-1, -1};
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int actions_ready = 0;
+    int attr_ready = 0;
+    int child_status = 0;
+    pid_t pid = -1;
+    md_buf output;
+    sigset_t empty_mask;
+    sigset_t default_signals;
+    int rc = MD_EIO;
+    char *argv[] = {"mapdeploy-supervisor", "--job-dir", (char *)dir, "--worker",
+                    (char *)worker, "--daemonize", NULL};
+
+    md_buf_init(&output);
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        rc = md_fail_errno(err, errno, "creating a pipe for the supervisor");
+        goto cleanup;
+    }
+    if (posix_spawn_file_actions_init(&actions) != 0) {
+        rc = md_fail(err, MD_ENOMEM, "posix_spawn_file_actions_init failed");
+        goto cleanup;
+    }
+    actions_ready = 1;
+    if (posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0) != 0 ||
+        posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1) != 0 ||
+        posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2) != 0) {
+        rc = md_fail(err, MD_ENOMEM, "preparing the supervisor's standard streams failed");
+        goto cleanup;
+    }
+    if (posix_spawnattr_init(&attr) != 0) {
+        rc = md_fail(err, MD_ENOMEM, "posix_spawnattr_init failed");
+        goto cleanup;
+    }
+    attr_ready = 1;
+    /* The calling thread may block signals (Python threads do); the supervisor
+     * must start with none blocked and default actions for the ones it handles. */
+    if (sigemptyset(&empty_mask) != 0 || sigemptyset(&default_signals) != 0 ||
+        sigaddset(&default_signals, SIGINT) != 0 || sigaddset(&default_signals, SIGTERM) != 0 ||
+        sigaddset(&default_signals, SIGHUP) != 0 || sigaddset(&default_signals, SIGCHLD) != 0 ||
+        posix_spawnattr_setsigmask(&attr, &empty_mask) != 0 ||
+        posix_spawnattr_setsigdefault(&attr, &default_signals) != 0 ||
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) != 0) {
+        rc = md_fail(err, MD_EIO, "preparing the supervisor's signal state failed");
+        goto cleanup;
+    }
+    int spawn_errno = posix_spawn(&pid, supervisor, &actions, &attr, argv, environ);
+    if (spawn_errno != 0) {
+        pid = -1;
+        rc = md_fail_errno(err, spawn_errno, "starting %s", supervisor);
+        goto cleanup;
+    }
+    if (close(pipe_fds[1]) != 0) {
+        pipe_fds[1] = -1;
+        rc = md_fail_errno(err, errno, "closing the supervisor pipe");
+        goto cleanup;
+    }
+    pipe_fds[1] = -1;
+    rc = read_all(pipe_fds[0], &output, err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    rc = wait_child(pid, &child_status, err);
+    pid = -1;
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    if (!WIFEXITED(child_status) || WEXITSTATUS(child_status) != 0) {
+        trim_trailing_space(&output);
+        int code = WIFEXITED(child_status) ? WEXITSTATUS(child_status) : 128 + WTERMSIG(child_status);
+        rc = md_fail(err, MD_EIO, "the supervisor could not start the job (exit status %d): %.*s",
+                     code, (int)(output.len > 400 ? 400 : output.len), (const char *)output.data);
+        goto cleanup;
+    }
+    rc = MD_OK;
+cleanup:
+    if (pid > 0) {
+        int ignored = 0;
+        (void)wait_child(pid, &ignored, NULL);
+    }
+    if (attr_ready) {
+        (void)posix_spawnattr_destroy(&attr);
+    }
+    if (actions_ready) {
+        (void)posix_spawn_file_actions_destroy(&actions);
+    }
+    if (pipe_fds[0] >= 0) {
+        (void)close(pipe_fds[0]);
+    }
+    if (pipe_fds[1] >= 0) {
+        (void)close(pipe_fds[1]);
+    }
+    md_buf_free(&output);
+    return rc;
+}
+
+int md_supervisor_alive(const char *dir, md_error *err)
+{
+    char path[MD_PATH_MAX];
+    int fd = -1;
+    int alive = 0;
+    if (md_path_join(path, sizeof path, dir, MD_STORE_LOCK, err) != MD_OK) {
+        return err != NULL ? err->code : MD_ETOOBIG;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        return md_fail_errno(err, errno, "opening %s", path);
+    }
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        (void)flock(fd, LOCK_UN);
+        alive = 0;
+    } else if (errno == EWOULDBLOCK) {
+        alive = 1;
+    } else {
+        alive = md_fail_errno(err, errno, "probing %s", path);
+    }
+    (void)close(fd);
+    return alive;
+}
