@@ -1,0 +1,31 @@
+"""The exception hierarchy: everything mapdeploy raises itself derives from MapDeployError.
+
+The contract's own exceptions keep their types (``RuntimeError``,
+``TypeError``, ``ValueError``); where mapdeploy adds a more specific error it
+derives from both, so ``except TypeError`` in old GraphLab code still works.
+"""
+from __future__ import annotations
+
+import pickle
+
+from ._mapdeploy import FormatError, IntegrityError, MapDeployError, StorageError
+
+__all__ = [
+    "MapDeployError",
+    "IntegrityError",
+    "FormatError",
+    "StorageError",
+    "SerializationError",
+    "JobNotFoundError",
+]
+
+
+class SerializationError(MapDeployError, pickle.PicklingError, TypeError):
+    """A function, argument or value could not be pickled; the message names the object."""
+
+
+class JobNotFoundError(MapDeployError, KeyError):
+    """No job or environment by that name or index exists in the session."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,305 @@
+"""Job: a handle on one job folder, its status, results and metrics."""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from typing import Any
+
+from . import _environment
+from ._mapdeploy import JobStore
+from ._pickling import loads
+from ._table import Table
+
+__all__ = ["Job"]
+
+logger = logging.getLogger("mapdeploy")
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELED, UNKNOWN = (
+    "Pending", "Running", "Completed", "Failed", "Canceled", "Unknown")
+FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED})
+METRIC_COLUMNS = ("task_name", "status", "start_time", "run_time", "exception",
+                  "exception_message", "exception_traceback")
+
+# Fields of a result row as JobStore.read_results returns them.
+_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE = range(10)
+# How often a waiting client checks that the supervisor still lives: a dead
+# process changes no file, so no change notification would wake the wait.
+_LIVENESS_INTERVAL = 1.0
+
+
+def _local_time(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+class Job:
+    """A job created by ``map_job.create`` or ``job.create``, or loaded from the session.
+
+    Every method reads the job folder, so a Job loaded in another Python
+    process sees the same status and results as the one that created it.
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        definition = store.definition()
+        self._definition = definition
+        self.name: str = definition["name"]
+        self._kind: str = definition["job_kind"]
+        self._function_name: str = definition["function_name"]
+        self._combiner_name: str | None = definition.get("combiner_name")
+        self._task_count: int = definition["task_count"]
+        self.environment = _environment.from_record(definition["environment"])
+        self._records: list[tuple | None] = [None] * self._task_count
+        self._combiner_record: tuple | None = None
+        self._values: dict[int, Any] = {}
+
+    # ------------------------------------------------------------ internals
+
+    @property
+    def _task_names(self) -> list[str]:
+        if self._kind == "single":
+            return [self._function_name]
+        prefix = f"{self._function_name}-0-"
+        return [f"{prefix}{i}" for i in range(self._task_count)]
+
+    def _refresh(self) -> None:
+        """Takes in results appended since the last look; the first Completed result of a task wins."""
+        records = self._records
+        for row in self._store.read_results():
+            index = row[_INDEX]
+            if index == self._task_count:
+                self._combiner_record = row
+            elif index < self._task_count:
+                previous = records[index]
+                if previous is None or previous[_STATUS] != COMPLETED:
+                    records[index] = row
+                    self._values.pop(index, None)
+
+    def _value(self, index: int) -> Any:
+        if index not in self._values:
+            record = self._records[index]
+            if record is None or record[_VALUE] is None:
+                return None
+            self._values[index] = loads(record[_VALUE])
+        return self._values[index]
+
+    def _status_record(self) -> tuple[str, str | None, dict[str, Any]]:
+        """(state, error, raw status), with a dead supervisor reported as Failed."""
+        status = self._store.status()
+        state = status["state"]
+        if state in FINAL_STATES or self._store.supervisor_alive():
+            return state, status["error"], status
+        status = self._store.status()  # it may have ended between the two reads
+        state = status["state"]
+        if state in FINAL_STATES:
+            return state, status["error"], status
+        self._refresh()
+        done = sum(record is not None for record in self._records)
+        error = (f"the supervisor process of job {self.name} (pid {status['supervisor_pid']}) "
+                 f"stopped before the job ended; {done} of {self._task_count} tasks have results, "
+                 f"which are kept. Its log is {self.get_log_file_path()}/supervisor.log")
+        return FAILED, error, status
+
+    def _wait_final(self, timeout: float | None = None) -> str:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._store.wait(0)  # start watching before the first look, so no change is missed
+        while True:
+            state = self._status_record()[0]
+            if state in FINAL_STATES:
+                return state
+            remaining = _LIVENESS_INTERVAL
+            if deadline is not None:
+                remaining = min(remaining, deadline - time.monotonic())
+                if remaining <= 0:
+                    return state
+            self._store.wait(remaining)
+
+    def _wait_for_results(self) -> str:
+        try:
+            return self._wait_final()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"stopped waiting for job {self.name!r}; the job is still running. "
+                f"Cancel it with job.cancel() (or mapdeploy.deploy.jobs[{self.name!r}].cancel())"
+            ) from None
+
+    # ------------------------------------------------------------ the contract
+
+    def get_status(self) -> str:
+        """'Pending', 'Running', 'Completed', 'Failed' or 'Canceled'."""
+        return self._status_record()[0]
+
+    def get_results(self) -> Any:
+        """Waits for the job to end and returns its results.
+
+        A map job returns the list of results in parameter order, or the
+        combiner's value when it has a combiner; a single job returns its
+        function's value. Raises ``RuntimeError`` when the job was canceled,
+        when its combiner or its single task failed, or when any map task
+        failed (``get_map_results()`` then has the partial results). Ctrl-C
+        stops the waiting, not the job.
+        """
+        state = self._wait_for_results()
+        self._refresh()
+        if state == CANCELED:
+            raise RuntimeError(f"Job {self.name!r} was cancelled by the user. Results of the tasks "
+                               "that completed are available with get_map_results().")
+        if state == FAILED:
+            error = self.get_error()
+            if self._kind == "map":
+                raise RuntimeError(f"Job {self.name!r} failed: {error}. The results of the map "
+                                   "tasks are available with get_map_results().")
+            raise RuntimeError(f"Job {self.name!r} failed: {error}. See get_metrics() for the traceback.")
+        if self._kind == "single":
+            return self._value(0)
+        if self._combiner_name is not None:
+            record = self._combiner_record
+            return None if record is None or record[_VALUE] is None else loads(record[_VALUE])
+        failed = [i for i, r in enumerate(self._records) if r is None or r[_STATUS] != COMPLETED]
+        if failed:
+            names = self._task_names
+            shown = ", ".join(names[i] for i in failed[:3]) + (", ..." if len(failed) > 3 else "")
+            raise RuntimeError(
+                f"{len(failed)} of {self._task_count} tasks of job {self.name!r} failed ({shown}). "
+                "get_map_results() returns the results with None for the failed tasks; "
+                "get_metrics() shows each exception and traceback.")
+        return [self._value(i) for i in range(self._task_count)]
+
+    def get_map_results(self, wait: bool = True) -> list[Any] | None:
+        """The map results in parameter order, None for a failed task.
+
+        Waits for the job to end, as the original document's examples rely on
+        (Ctrl-C stops the waiting, not the job). With ``wait=False`` it returns
+        at once: partial while the job runs (None for unfinished tasks), None
+        while it is Pending. Raises ``TypeError`` for a single job and
+        ``RuntimeError`` for a canceled one.
+        """
+        if self._kind != "map":
+            raise TypeError("get_map_results() is for map jobs (map_job.create); "
+                            "use get_results() for a job made with job.create")
+        state = self._wait_for_results() if wait else self.get_status()
+        if state == CANCELED:
+            raise RuntimeError(f"Job {self.name!r} was cancelled by the user; "
+                               "get_metrics() shows which tasks had completed.")
+        if state == PENDING:
+            return None
+        self._refresh()
+        return [self._value(i) if r is not None and r[_STATUS] == COMPLETED else None
+                for i, r in enumerate(self._records)]
+
+    def get_metrics(self, wait: bool = True) -> Table:
+        """One row per task (map tasks, then the combiner) with the contract's seven columns.
+
+        Columns: task_name, status, start_time (local time), run_time (seconds,
+        None for a failed task), exception, exception_message,
+        exception_traceback. Waits for the job to end; with ``wait=False`` it
+        returns the live view at once, unfinished tasks shown as Pending.
+        """
+        state = self._wait_for_results() if wait else self.get_status()
+        self._refresh()
+        unfinished = CANCELED if state == CANCELED else (UNKNOWN if state == FAILED else PENDING)
+        columns: dict[str, list[Any]] = {name: [] for name in METRIC_COLUMNS}
+        names = self._task_names
+        rows = list(zip(names, self._records))
+        if self._combiner_name is not None:
+            rows.append((self._combiner_name, self._combiner_record))
+        for name, record in rows:
+            columns["task_name"].append(name)
+            if record is None:
+                columns["status"].append(unfinished)
+                for key in METRIC_COLUMNS[2:]:
+                    columns[key].append(None)
+                continue
+            completed = record[_STATUS] == COMPLETED
+            columns["status"].append(record[_STATUS])
+            columns["start_time"].append(_local_time(record[_START]))
+            columns["run_time"].append(record[_RUN_TIME] if completed else None)
+            columns["exception"].append(record[_EXC_TYPE])
+            columns["exception_message"].append(record[_EXC_MESSAGE])
+            columns["exception_traceback"].append(record[_EXC_TB])
+        return Table(columns)
+
+    def get_error(self) -> str | None:
+        """Why the job as a whole failed, or None."""
+        return self._status_record()[1]
+
+    def cancel(self) -> None:
+        """Stops the job: its workers are killed, finished results stay. A finished job is left alone."""
+        state = self.get_status()
+        if state in FINAL_STATES:
+            logger.info("job %s has already ended (%s); nothing to cancel", self.name, state)
+            return
+        self._store.request_cancel()
+        deadline = time.monotonic() + 5.0
+        self._store.wait(0)
+        while time.monotonic() < deadline:
+            if self._store.status()["state"] in FINAL_STATES or not self._store.supervisor_alive():
+                break
+            self._store.wait(0.05)
+        if self._store.status()["state"] not in FINAL_STATES:
+            self._store.write_status(CANCELED)
+
+    def get_start_time(self) -> _dt.datetime | None:
+        """When the job started running, or None."""
+        start = self._store.status()["start_time"]
+        return None if start is None else _dt.datetime.fromtimestamp(start)
+
+    def get_end_time(self) -> _dt.datetime | None:
+        """When the job ended, or None while it runs."""
+        end = self._store.status()["end_time"]
+        return None if end is None else _dt.datetime.fromtimestamp(end)
+
+    def get_log_file_path(self) -> str:
+        """The folder holding the job's logs: supervisor.log and worker-<n>.log (what tasks printed)."""
+        return f"{self._store.path}/logs"
+
+    def get_code(self) -> str | None:
+        """The source of the job's function (and combiner), or None when it was not available."""
+        code = self._definition.get("code")
+        combiner_code = self._definition.get("combiner_code")
+        if code and combiner_code:
+            return f"{code}\n{combiner_code}"
+        return code
+
+    def get_parameters(self) -> dict[str, dict[str, Any]]:
+        """{task name: the keyword arguments of that task}."""
+        return {name: loads(data) for name, data in zip(self._task_names, self._store.kwargs())}
+
+    def get_num_tasks(self) -> int:
+        """The number of map tasks (1 for a single job)."""
+        return self._task_count
+
+    # ------------------------------------------------------------ display
+
+    def __str__(self) -> str:
+        state, _, status = self._status_record()
+        functions = self._function_name + (f", {self._combiner_name}" if self._combiner_name else "")
+        self._refresh()
+        done = sum(r is not None and r[_STATUS] == COMPLETED for r in self._records)
+        failed = sum(r is not None and r[_STATUS] != COMPLETED for r in self._records)
+        lines = [
+            "Info", "------",
+            f"Job                : {self.name}",
+            f"Function(s)        : {functions}",
+            f"Status             : {state}",
+            "",
+            "Help", "------",
+            "Get status         : self.get_status()",
+            "Get results        : self.get_results()",
+            "Get metrics        : self.get_metrics()",
+            "Cancel job         : self.cancel()",
+            "",
+            "Environment", "----------",
+            repr(self.environment),
+            "",
+            "Metrics", "-------",
+            f"Start time         : {_local_time(status['start_time'])}",
+            f"End time           : {_local_time(status['end_time'])}",
+            f"Tasks              : {self._task_count} ({done} completed, {failed} failed)",
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<mapdeploy Job {self.name!r}: {self.get_status()}>"

@@ -1,0 +1,111 @@
+"""Pickling of functions and arguments, with errors that name the offending object.
+
+Functions are pickled with cloudpickle (lambdas, closures, notebook functions).
+Argument dicts are pickled with the standard pickler when that is safe, which
+is several times faster, and with cloudpickle when the plain pickle refers to
+``__main__`` (objects defined in a script or notebook, which a worker cannot
+import by name).
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any, Callable, Iterator
+
+import cloudpickle
+
+from ._errors import SerializationError
+
+PROTOCOL = 5
+_MAIN_MARKER = b"__main__"
+
+
+def _describe(obj: Any) -> str:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+
+
+def _children(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield f"{path}[{key!r}]", value
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for index, value in enumerate(obj):
+            yield f"{path}[{index}]", value
+
+
+def _function_parts(func: Any, path: str) -> Iterator[tuple[str, Any]]:
+    code = getattr(func, "__code__", None)
+    globals_ = getattr(func, "__globals__", {})
+    if code is not None:
+        for name in code.co_names:
+            if name in globals_:
+                yield f"global {name!r} used by {path}", globals_[name]
+        for name, cell in zip(code.co_freevars, getattr(func, "__closure__", None) or ()):
+            try:
+                yield f"variable {name!r} captured by {path}", cell.cell_contents
+            except ValueError:
+                continue
+    for index, default in enumerate(getattr(func, "__defaults__", None) or ()):
+        yield f"default argument {index} of {path}", default
+    for name, default in (getattr(func, "__kwdefaults__", None) or {}).items():
+        yield f"default of keyword argument {name!r} of {path}", default
+
+
+def _find_culprit(obj: Any, path: str, depth: int = 0) -> tuple[str, Any, BaseException] | None:
+    """The innermost part of obj that cannot be pickled, as (where, object, error)."""
+    try:
+        cloudpickle.dumps(obj, protocol=PROTOCOL)
+        return None
+    except Exception as error:  # noqa: BLE001 - any pickling failure is what we look for
+        own_error = error
+    if depth < 6:
+        parts = _function_parts(obj, path) if callable(obj) and hasattr(obj, "__code__") else _children(obj, path)
+        for where, child in parts:
+            found = _find_culprit(child, where, depth + 1)
+            if found is not None:
+                return found
+    return path, obj, own_error
+
+
+def _fail(what: str, obj: Any) -> SerializationError:
+    found = _find_culprit(obj, what)
+    if found is None:  # pickles fine on its own: the failure came from a combination
+        return SerializationError(f"{what} cannot be pickled")
+    where, culprit, error = found
+    detail = f"{type(error).__name__}: {error}"
+    if where == what:
+        return SerializationError(
+            f"{what} (a {_describe(culprit)}) cannot be pickled ({detail}). "
+            "Pass only values that pickle; create resources such as connections, locks "
+            "and open files inside the function instead.")
+    return SerializationError(
+        f"{what} cannot be pickled: {where} is a {_describe(culprit)}, which cannot be "
+        f"pickled ({detail}). Create it inside the function, or pass what is needed to "
+        "build it as an argument.")
+
+
+def dumps_function(func: Callable[..., Any], what: str) -> bytes:
+    """cloudpickle of a function; SerializationError naming the part that fails."""
+    try:
+        return cloudpickle.dumps(func, protocol=PROTOCOL)
+    except Exception:  # noqa: BLE001
+        raise _fail(what, func) from None
+
+
+def dumps_kwargs(kwargs: dict[str, Any], what: str) -> bytes:
+    """Pickle of one task's keyword arguments; SerializationError naming the bad value."""
+    try:
+        data = pickle.dumps(kwargs, protocol=PROTOCOL)
+        if _MAIN_MARKER not in data:
+            return data
+    except Exception:  # noqa: BLE001 - fall back to cloudpickle, which handles more
+        pass
+    try:
+        return cloudpickle.dumps(kwargs, protocol=PROTOCOL)
+    except Exception:  # noqa: BLE001
+        raise _fail(what, kwargs) from None
+
+
+def loads(data: bytes) -> Any:
+    """Unpickles bytes whose authenticity the caller has checked."""
+    return pickle.loads(data)

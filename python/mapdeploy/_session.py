@@ -1,0 +1,204 @@
+"""The session: every job and environment this user created, kept in the session folder.
+
+Jobs are their folders under ``<home>/jobs``; environments are small JSON
+records under ``<home>/environments``. Both registries read the folder each
+time, so another Python process sees the same jobs.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import _engine, _environment
+from ._errors import JobNotFoundError, MapDeployError
+from ._job import FINAL_STATES, Job
+from ._mapdeploy import JobStore
+from ._table import Table
+
+__all__ = ["jobs", "environments"]
+
+logger = logging.getLogger("mapdeploy")
+
+
+def _date(seconds: float | None) -> str | None:
+    return None if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+class _Registry:
+    _what = "item"
+
+    def _entries(self) -> list[tuple[str, str, float]]:
+        """(name, type or environment, created), newest first."""
+        raise NotImplementedError
+
+    def _load(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _remove(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _column(self) -> str:
+        raise NotImplementedError
+
+    def list(self) -> Table:
+        """A table of the session's entries, newest first: Index, Name, type, Creation date."""
+        entries = self._entries()
+        return Table({
+            "Index": list(range(len(entries))),
+            "Name": [name for name, _, _ in entries],
+            self._column(): [kind for _, kind, _ in entries],
+            "Creation date": [_date(created) for _, _, created in entries],
+        })
+
+    def _name_of(self, key: Any) -> str:
+        if isinstance(key, bool):
+            raise TypeError(f"a {self._what} is looked up by index (int) or name (str), not bool")
+        if isinstance(key, int):
+            entries = self._entries()
+            if not -len(entries) <= key < len(entries):
+                raise JobNotFoundError(f"there is no {self._what} with index {key}; the session has "
+                                       f"{len(entries)} (see .list())")
+            return entries[key][0]
+        if isinstance(key, str):
+            if key not in {name for name, _, _ in self._entries()}:
+                raise JobNotFoundError(f"there is no {self._what} named {key!r} in the session "
+                                       f"({_engine.home()}); see .list()")
+            return key
+        name = getattr(key, "name", None)
+        if isinstance(name, str):
+            return self._name_of(name)
+        raise TypeError(f"a {self._what} is looked up by index (int) or name (str), "
+                        f"not {type(key).__name__}")
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._load(self._name_of(key))
+
+    def __delitem__(self, key: int | str) -> None:
+        self._remove(self._name_of(key))
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, _, _ in self._entries()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in {n for n, _, _ in self._entries()}
+
+    def delete(self, item: Any = None, pattern: str | None = None, silent: bool = False) -> None:
+        """Deletes entries by index, name or object (``item``, or a list of them) and/or by fnmatch ``pattern``.
+
+        With ``silent=False`` an item that does not exist or cannot be deleted
+        raises; with ``silent=True`` it is skipped.
+        """
+        if item is None and pattern is None:
+            raise ValueError("give an item (index, name or object) or a pattern to delete")
+        names: list[str] = []
+        items = item if isinstance(item, (list, tuple)) else ([] if item is None else [item])
+        for one in items:
+            try:
+                names.append(self._name_of(one))
+            except (KeyError, TypeError):
+                if not silent:
+                    raise
+        if pattern is not None:
+            names.extend(n for n, _, _ in self._entries() if fnmatch.fnmatchcase(n, pattern))
+        for name in dict.fromkeys(names):
+            try:
+                self._remove(name)
+            except (MapDeployError, RuntimeError, OSError):
+                if not silent:
+                    raise
+
+    def __repr__(self) -> str:
+        return str(self.list())
+
+    def _repr_html_(self) -> str:
+        return self.list()._repr_html_()
+
+
+class _Jobs(_Registry):
+    _what = "job"
+
+    def _column(self) -> str:
+        return "Environment"
+
+    def _entries(self) -> list[tuple[str, str, float]]:
+        entries = []
+        for folder in _engine.jobs_dir().iterdir():
+            if not (folder / "job").is_file():
+                continue
+            try:
+                definition = JobStore(str(folder)).definition()
+            except (MapDeployError, OSError) as error:
+                logger.warning("skipping the unreadable job folder %s: %s", folder, error)
+                continue
+            env = definition.get("environment") or {}
+            entries.append((folder.name, f"{env.get('type')}: {env.get('name')}",
+                            definition.get("created") or 0.0))
+        entries.sort(key=lambda entry: (-entry[2], entry[0]))
+        return entries
+
+    def _load(self, name: str) -> Job:
+        return Job(JobStore(str(_engine.jobs_dir() / name)))
+
+    def _remove(self, name: str) -> None:
+        job = self._load(name)
+        state = job.get_status()
+        if state not in FINAL_STATES:
+            raise RuntimeError(f"job {name!r} is still {state}; cancel it first with "
+                               f"mapdeploy.deploy.jobs[{name!r}].cancel()")
+        shutil.rmtree(_engine.jobs_dir() / name)
+
+
+class _Environments(_Registry):
+    _what = "environment"
+
+    def _column(self) -> str:
+        return "Type"
+
+    def _records(self) -> list[dict[str, Any]]:
+        folder = _engine.environments_dir()
+        records = []
+        for path in folder.glob("*.json"):
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as error:
+                logger.warning("skipping the unreadable environment record %s: %s", path, error)
+        if not any(r.get("name") == "async" for r in records):
+            _environment.default()  # the default environment is always there
+            return self._records()
+        return records
+
+    def _entries(self) -> list[tuple[str, str, float]]:
+        entries = [(r["name"], r["type"], r.get("created") or 0.0) for r in self._records()]
+        entries.sort(key=lambda entry: (-entry[2], entry[0]))
+        return entries
+
+    def _load(self, name: str) -> Any:
+        for record in self._records():
+            if record["name"] == name:
+                return _environment.from_record(record)
+        raise JobNotFoundError(f"there is no environment named {name!r}")
+
+    def __getitem__(self, key: int | str) -> Any:
+        try:
+            return super().__getitem__(key)
+        except JobNotFoundError as error:
+            if isinstance(key, str):
+                raise ValueError(f"Environment {key!r} was not found in deploy.environments. Create "
+                                 "it first (e.g. deploy.environment.LocalAsync(name)) or pass the "
+                                 "environment object") from error
+            raise
+
+    def _remove(self, name: str) -> None:
+        Path(_engine.environments_dir() / f"{_environment._file_name(name)}.json").unlink()
+
+
+jobs = _Jobs()
+environments = _Environments()

@@ -1,0 +1,158 @@
+"""Turning a function and its argument sets into a job folder and starting it."""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+from . import _engine, _environment
+from ._job import Job
+from ._mapdeploy import JobStore, create_job
+from ._pickling import dumps_function, dumps_kwargs
+
+_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
+_SHARD_SIZE = 4096
+_MAX_NAME_ATTEMPTS = 64
+
+
+def function_name(function: Callable[..., Any]) -> str:
+    """A name usable in job and task names ('<lambda>' becomes 'lambda')."""
+    raw = getattr(function, "__name__", None) or type(function).__name__
+    cleaned = re.sub(r"[^a-zA-Z0-9\-_]", "", raw)
+    return cleaned or "function"
+
+
+def check_function(function: Any, argument: str) -> None:
+    if inspect.ismethod(function):
+        raise TypeError(
+            f"{argument} must be a plain function, not the bound method {function.__qualname__}; "
+            "use a module-level function, a lambda or a closure that calls the method instead")
+    if not callable(function):
+        raise TypeError(f"{argument} must be a function, not {type(function).__name__}")
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(f"Job name {name!r} is not valid: a job name may contain only letters, "
+                         "digits, '-' and '_' (it must match ^[a-zA-Z0-9-_]+$)")
+    return name
+
+
+def resolve_environment(environment: Any) -> Any:
+    """None → the default LocalAsync('async'); a str → looked up in deploy.environments."""
+    if environment is None:
+        return _environment.default()
+    if isinstance(environment, str):
+        from ._session import environments
+        return environments[environment]
+    if isinstance(environment, _environment._LocalEnvironment):
+        return environment
+    raise TypeError(
+        f"environment must be None, the name of an environment in deploy.environments, or a "
+        f"Local or LocalAsync object; got {type(environment).__name__}")
+
+
+def _source(function: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return None
+
+
+def _sys_path() -> list[str]:
+    cwd = os.getcwd()
+    return [os.path.abspath(entry) if entry else cwd for entry in sys.path if isinstance(entry, str)]
+
+
+def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, Any]],
+           name: str | None, environment: Any, combiner: Callable[..., Any] | None,
+           argument_names: list[str]) -> Job:
+    """Pickles everything (failing before anything is written), creates the job folder, starts it."""
+    env = resolve_environment(environment)
+    fname = function_name(function)
+    base_name = check_name(name) if name is not None else \
+        f"{fname}-{time.strftime('%b-%d-%Y-%H-%M-%S')}"
+    function_bytes = dumps_function(function, f"the function {fname!r}")
+    combiner_name = function_name(combiner) if combiner is not None else None
+    combiner_bytes = (dumps_function(combiner, f"the combiner function {combiner_name!r}")
+                      if combiner is not None else None)
+    pickled = [dumps_kwargs(kwargs, where) for kwargs, where in zip(kwargs_list, argument_names)]
+    definition = {
+        "name": base_name,
+        "job_kind": kind,
+        "function_name": fname,
+        "function": function_bytes,
+        "combiner_name": combiner_name,
+        "combiner": combiner_bytes,
+        "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "cwd": os.getcwd(),
+        "executable": sys.executable or "",
+        "prefix": sys.prefix,
+        "exec_prefix": sys.exec_prefix,
+        "sys_path": _sys_path(),
+        "num_workers": env.num_workers or 0,
+        "created": time.time(),
+        "environment": env._record(),
+        "code": _source(function),
+        "combiner_code": _source(combiner) if combiner is not None else None,
+    }
+    supervisor = _engine.executable(_engine.SUPERVISOR)
+    worker = _engine.executable(_engine.WORKER)
+    jobs_dir = _engine.jobs_dir()
+    job_name = base_name
+    for _ in range(_MAX_NAME_ATTEMPTS):
+        definition["name"] = job_name
+        path = jobs_dir / job_name
+        try:
+            create_job(str(path), definition, pickled, _SHARD_SIZE)
+            break
+        except FileExistsError:
+            job_name = f"{base_name}-{secrets.token_hex(3)[:5]}"
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # a half-written folder holds nothing of value
+            raise
+    else:
+        raise RuntimeError(f"could not find a free job name starting with {base_name!r}")
+    store = JobStore(str(path))
+    try:
+        store.launch(supervisor, worker)
+    except BaseException as error:
+        store.write_status("Failed", error=f"the job could not be started: {error}")
+        raise
+    job = Job(store)
+    if isinstance(env, _environment.Local):
+        try:
+            job._wait_final()
+        except KeyboardInterrupt:
+            job.cancel()
+            raise
+    return job
+
+
+def materialize(parameter_set: Any) -> list[dict[str, Any]]:
+    """The parameter set as a list of kwargs dicts, checked."""
+    if isinstance(parameter_set, (str, bytes, dict)) or not isinstance(parameter_set, Iterable):
+        raise TypeError("parameter_set has to be an iterable of dictionaries, one dictionary of "
+                        "keyword arguments per call (use {} for a function without arguments); "
+                        f"got {type(parameter_set).__name__}")
+    kwargs_list = list(parameter_set)
+    if not kwargs_list:
+        raise RuntimeError("An empty parameter_set was given. Nothing to do.")
+    for index, kwargs in enumerate(kwargs_list):
+        if not isinstance(kwargs, dict):
+            raise TypeError(
+                "parameter_set has to be an iterable of dictionaries, one dictionary of keyword "
+                f"arguments per call (use {{}} for a function without arguments); element {index} "
+                f"is a {type(kwargs).__name__}: {kwargs!r:.80}")
+        for key in kwargs:
+            if not isinstance(key, str):
+                raise TypeError(f"parameter_set[{index}] has the key {key!r}; keyword argument "
+                                "names must be str")
+    return kwargs_list

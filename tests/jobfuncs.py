@@ -1,0 +1,77 @@
+"""Functions that tests run as tasks. Kept free of pytest so that workers import it quickly."""
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def add(x, y):
+    return x + y
+
+
+def add_combiner(**kwargs):
+    return sum(kwargs.values())
+
+
+def keys_combiner(**kwargs):
+    return sorted(kwargs.items(), key=lambda item: item[0])
+
+
+def failing_combiner(**kwargs):
+    raise ValueError(f"combiner saw {len(kwargs)} results")
+
+
+def no_args():
+    return "done"
+
+
+def sleep_then(x, seconds):
+    time.sleep(seconds)
+    return x
+
+
+def exit_with(code):
+    os._exit(code)
+
+
+def kill_self(sig):
+    os.kill(os.getpid(), sig)
+    time.sleep(5)
+
+
+def segfault():
+    ctypes.string_at(0)
+
+
+def kill_on(x, bad):
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def chatty(x):
+    print(f"task says hello {x}")
+    print(f"task complains {x}", file=sys.stderr)
+    return x
+
+
+def return_lock():
+    return threading.Lock()
+
+
+def raise_value_error(message):
+    raise ValueError(message)
+
+
+def whoami():
+    return os.getpid()
+
+
+def cwd_and_path():
+    return os.getcwd(), list(sys.path)
+
+
+def big(n):
+    return b"x" * n
