@@ -279,7 +279,9 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     pickled = PyObject_Call(ctx->pickle_dumps, args, ctx->protocol_kwargs);
     if (pickled == NULL) {
         PyErr_Clear();
-        pickled = PyObject_Call(ctx->cloudpickle_dumps, args, ctx->protocol_kwargs);
+        PyObject *cloudpickle_dumps = worker_cloudpickle_dumps(ctx);
+        if (cloudpickle_dumps != NULL)
+            pickled = PyObject_Call(cloudpickle_dumps, args, ctx->protocol_kwargs);
     }
     if (pickled == NULL)
         goto unpicklable;

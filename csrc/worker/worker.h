@@ -106,6 +106,10 @@ void worker_load_function(worker_ctx *ctx);
 void worker_load_combiner(worker_ctx *ctx);
 /* Releases every Python object held by ctx (keeps the interpreter). */
 void worker_python_release(worker_ctx *ctx);
+/* 1 when `module` can be imported from the job's sys.path (without importing it). */
+int worker_module_available(const char *module);
+/* cloudpickle.dumps, imported on first call; NULL with a Python error set. */
+PyObject *worker_cloudpickle_dumps(worker_ctx *ctx);
 /* Flushes sys.stdout and sys.stderr, ignoring errors. */
 void worker_flush_python_stdio(void);
 
