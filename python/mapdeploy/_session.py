@@ -30,6 +30,14 @@ def _date(seconds: float | None) -> str | None:
 
 
 class _Registry:
+    """A session registry: ``deploy.jobs`` or ``deploy.environments``.
+
+    ``list()`` gives a table, newest first; ``registry[index or name]`` loads an
+    entry; ``del registry[...]`` and ``delete(...)`` remove entries (a running
+    job must be cancelled first). Both read the session folder each time, so
+    every Python process of the user sees the same entries.
+    """
+
     _what = "item"
 
     def _entries(self) -> list[tuple[str, str, float]]:
