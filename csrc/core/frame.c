@@ -1,0 +1,186 @@
+/* Length-prefixed frames over file descriptors (the supervisor/worker socket). */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "mdcore.h"
+
+#define FRAME_HEADER_LEN 4u
+/* Grow the read buffer as bytes arrive rather than trusting the announced
+ * length up front, so a peer cannot make us allocate max_len by lying. */
+#define FRAME_READ_STEP ((size_t)1 << 20)
+
+static void put_be32(uint8_t out[4], uint32_t v)
+{
+    out[0] = (uint8_t)(v >> 24);
+    out[1] = (uint8_t)(v >> 16);
+    out[2] = (uint8_t)(v >> 8);
+    out[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t in[4])
+{
+    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) |
+           (uint32_t)in[3];
+}
+
+static size_t effective_max(size_t max_len)
+{
+    return max_len > MD_FRAME_MAX ? MD_FRAME_MAX : max_len;
+}
+
+/* A write failure because the peer went away is the "closed" case the
+ * supervisor handles by replacing the worker, not an I/O error. */
+static int write_failure(md_error *err, int errno_value)
+{
+    if (errno_value == EPIPE || errno_value == ECONNRESET) {
+        return md_fail(err, MD_ECLOSED, "frame: the peer closed the connection");
+    }
+    return md_fail_errno(err, errno_value, "frame: write failed");
+}
+
+int md_frame_write(int fd, const uint8_t *data, size_t len, md_error *err)
+{
+    if (data == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "frame: NULL data");
+    }
+    if (len > MD_FRAME_MAX) {
+        return md_fail(err, MD_ETOOBIG, "frame: %zu bytes is over the frame limit of %zu",
+                       len, MD_FRAME_MAX);
+    }
+    uint8_t header[FRAME_HEADER_LEN];
+    put_be32(header, (uint32_t)len);
+    struct iovec iov[2] = {
+        {.iov_base = header, .iov_len = sizeof header},
+        {.iov_base = (void *)(uintptr_t)data, .iov_len = len},
+    };
+    struct iovec *cur = iov;
+    int iov_count = len > 0 ? 2 : 1;
+    /* sendmsg with MSG_NOSIGNAL so a dead worker gives EPIPE instead of
+     * killing the sender with SIGPIPE; plain writev for non-sockets. */
+    int use_send = 1;
+    while (iov_count > 0) {
+        ssize_t n;
+        if (use_send) {
+            struct msghdr msg = {0};
+            msg.msg_iov = cur;
+            msg.msg_iovlen = (size_t)iov_count;
+            n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+            if (n < 0 && errno == ENOTSOCK) {
+                use_send = 0;
+                continue;
+            }
+        } else {
+            n = writev(fd, cur, iov_count);
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return write_failure(err, errno);
+        }
+        size_t done = (size_t)n;
+        while (iov_count > 0 && done >= cur->iov_len) {
+            done -= cur->iov_len;
+            cur++;
+            iov_count--;
+        }
+        if (iov_count > 0) {
+            cur->iov_base = (uint8_t *)cur->iov_base + done;
+            cur->iov_len -= done;
+        }
+    }
+    return MD_OK;
+}
+
+/* Reads exactly len bytes.  Returns MD_OK, MD_ECLOSED on EOF (with *got
+ * bytes read before it), or an error. */
+static int read_exact(int fd, uint8_t *dst, size_t len, size_t *got, md_error *err)
+{
+    *got = 0;
+    while (*got < len) {
+        ssize_t n = read(fd, dst + *got, len - *got);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == ECONNRESET) {
+                return MD_ECLOSED;
+            }
+            return md_fail_errno(err, errno, "frame: read failed");
+        }
+        if (n == 0) {
+            return MD_ECLOSED;
+        }
+        *got += (size_t)n;
+    }
+    return MD_OK;
+}
+
+int md_frame_read(int fd, md_buf *out, size_t max_len, md_error *err)
+{
+    if (out == NULL) {
+        return md_fail(err, MD_EARG, "frame: NULL buffer");
+    }
+    md_buf_clear(out);
+    uint8_t header[FRAME_HEADER_LEN];
+    size_t got = 0;
+    int rc = read_exact(fd, header, sizeof header, &got, err);
+    if (rc == MD_ECLOSED) {
+        if (got == 0) {
+            return md_fail(err, MD_ECLOSED, "frame: the peer closed the connection");
+        }
+        return md_fail(err, MD_ETRUNCATED, "frame: connection closed inside a frame header");
+    }
+    if (rc != MD_OK) {
+        return rc;
+    }
+    size_t len = get_be32(header);
+    if (len > effective_max(max_len)) {
+        return md_fail(err, MD_ETOOBIG, "frame: announced length %zu is over the limit of %zu",
+                       len, effective_max(max_len));
+    }
+    size_t remaining = len;
+    while (remaining > 0) {
+        size_t chunk = remaining < FRAME_READ_STEP ? remaining : FRAME_READ_STEP;
+        if (md_buf_reserve(out, chunk) != MD_OK) {
+            return md_fail(err, MD_ENOMEM, "frame: out of memory for a %zu-byte frame", len);
+        }
+        rc = read_exact(fd, out->data + out->len, chunk, &got, err);
+        out->len += got;
+        if (rc == MD_ECLOSED) {
+            return md_fail(err, MD_ETRUNCATED,
+                           "frame: connection closed after %zu of %zu bytes", out->len, len);
+        }
+        if (rc != MD_OK) {
+            return rc;
+        }
+        remaining -= chunk;
+    }
+    return MD_OK;
+}
+
+int md_frame_parse(const uint8_t *data, size_t len, size_t max_len,
+                   const uint8_t **frame, size_t *frame_len, size_t *consumed,
+                   md_error *err)
+{
+    if ((data == NULL && len != 0) || frame == NULL || frame_len == NULL || consumed == NULL) {
+        return md_fail(err, MD_EARG, "frame: NULL argument");
+    }
+    if (len < FRAME_HEADER_LEN) {
+        return 0;
+    }
+    size_t body = get_be32(data);
+    if (body > effective_max(max_len)) {
+        return md_fail(err, MD_ETOOBIG, "frame: announced length %zu is over the limit of %zu",
+                       body, effective_max(max_len));
+    }
+    if (body > len - FRAME_HEADER_LEN) {
+        return 0;
+    }
+    *frame = data + FRAME_HEADER_LEN;
+    *frame_len = body;
+    *consumed = FRAME_HEADER_LEN + body;
+    return 1;
+}
