@@ -90,3 +90,6 @@ fuzz: $(FUZZ_BIN)
 			-artifact_prefix=$(FUZZ_BUILD)/artifacts/fuzz_$$t- \
 			$(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
 	done
+
+# The core's internal header (not part of the mdcore.h API).
+$(CORE_OBJ): csrc/core/msgpack_util.h
