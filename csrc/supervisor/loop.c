@@ -1,0 +1,227 @@
+/*
+ * The main loop: poll() over the worker sockets and the signalfd.
+ *
+ * Each turn first settles state (reap the dead, start replacements, hand out
+ * batches), then waits at most SV_POLL_MS, so that the cancel file and
+ * workers that closed their socket without exiting are noticed within a
+ * bounded time even when nothing else happens.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+
+static int map_done(const sv_ctx *ctx)
+{
+    return ctx->tasks_done == ctx->task_count;
+}
+
+static int combine_pending(const sv_ctx *ctx)
+{
+    return map_done(ctx) && ctx->needs_combine && !ctx->combine_done;
+}
+
+static sv_worker *free_slot(sv_ctx *ctx)
+{
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        if (ctx->workers[i].state == SV_WORKER_FREE) {
+            return &ctx->workers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Keeps as many workers as there is work for, up to num_workers; replaces
+ * the dead while tasks remain, within spawn_limit (no fork loop). */
+static int ensure_workers(sv_ctx *ctx, md_error *err)
+{
+    uint64_t work = ctx->undispatched + ctx->suspect_len + sv_inflight_tasks(ctx) +
+                    (combine_pending(ctx) ? 1u : 0u);
+    uint64_t desired = work < ctx->num_workers ? work : ctx->num_workers;
+    unsigned live = sv_live_workers(ctx);
+    while (live < desired) {
+        sv_worker *w = free_slot(ctx);
+        if (w == NULL) {
+            return 0;
+        }
+        if (ctx->spawned >= ctx->spawn_limit) {
+            return md_fail(err, MD_EIO,
+                           "workers kept dying: %u were started; see %s/logs/worker-*.log",
+                           ctx->spawned, ctx->job_dir);
+        }
+        int rc = sv_worker_spawn(ctx, w, err);
+        if (rc != 0) {
+            return rc;
+        }
+        live++;
+    }
+    return 0;
+}
+
+static int dispatch_all(sv_ctx *ctx, md_error *err)
+{
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        sv_worker *w = &ctx->workers[i];
+        int rc = sv_dispatch(ctx, w, err);
+        if (rc != 0) {
+            return rc;
+        }
+        if (combine_pending(ctx) && !ctx->combine_sent && w->state == SV_WORKER_READY &&
+            w->fd >= 0 && w->nbatches == 0) {
+            rc = sv_start_combine(ctx, w, err);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A worker that closed its socket but does not exit would hold the job
+ * forever; after a grace period it is killed and reaped like any death. */
+static void kill_lingering(sv_ctx *ctx)
+{
+    double now = md_monotonic_time();
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        sv_worker *w = &ctx->workers[i];
+        if (w->state != SV_WORKER_FREE && w->fd < 0 && w->pid > 0 &&
+            now - w->eof_mono > SV_EOF_GRACE_SECONDS) {
+            (void)kill(w->pid, SIGKILL);
+        }
+    }
+}
+
+static int cancel_file_present(sv_ctx *ctx)
+{
+    double now = md_monotonic_time();
+    if (now - ctx->last_cancel_check < SV_CANCEL_CHECK_SECONDS) {
+        return 0;
+    }
+    ctx->last_cancel_check = now;
+    char path[MD_PATH_MAX];
+    if (md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_CANCEL, NULL) != 0) {
+        return 0;
+    }
+    return access(path, F_OK) == 0;
+}
+
+/* Returns 1 when a terminating signal arrived; SIGCHLD needs no action here
+ * because every turn of the loop reaps. */
+static int read_signals(sv_ctx *ctx)
+{
+    int terminate = 0;
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(ctx->sig_fd, &si, sizeof(si));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n != (ssize_t)sizeof(si)) {
+            return terminate;
+        }
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+            terminate = 1;
+        }
+    }
+}
+
+static int settle(sv_ctx *ctx, md_error *err)
+{
+    int rc = sv_reap_workers(ctx, err);
+    if (rc == 0) {
+        rc = ensure_workers(ctx, err);
+    }
+    if (rc == 0) {
+        rc = dispatch_all(ctx, err);
+    }
+    if (rc == 0) {
+        kill_lingering(ctx);
+        rc = sv_log_sync(ctx, 0, err);
+    }
+    return rc;
+}
+
+static size_t fill_pollfds(sv_ctx *ctx, struct pollfd *pfds, sv_worker **owners)
+{
+    size_t n = 0;
+    pfds[n].fd = ctx->sig_fd;
+    pfds[n].events = POLLIN;
+    owners[n++] = NULL;
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        sv_worker *w = &ctx->workers[i];
+        if (w->state == SV_WORKER_FREE || w->fd < 0) {
+            continue;
+        }
+        pfds[n].fd = w->fd;
+        pfds[n].events = (short)(POLLIN | (w->out.len > 0 ? POLLOUT : 0));
+        owners[n++] = w;
+    }
+    return n;
+}
+
+static int service_workers(sv_ctx *ctx, struct pollfd *pfds, sv_worker **owners, size_t n,
+                           md_error *err)
+{
+    for (size_t i = 1; i < n; i++) {
+        sv_worker *w = owners[i];
+        if (pfds[i].revents & POLLOUT) {
+            (void)sv_worker_flush(w);
+        }
+        if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+            int rc = sv_read_worker(ctx, w, err);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+sv_run_outcome sv_run(sv_ctx *ctx, md_error *err)
+{
+    sv_run_outcome outcome = SV_RUN_FAILED;
+    struct pollfd *pfds = calloc((size_t)ctx->num_workers + 1, sizeof(*pfds));
+    sv_worker **owners = calloc((size_t)ctx->num_workers + 1, sizeof(*owners));
+    if (pfds == NULL || owners == NULL) {
+        (void)md_fail(err, MD_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (;;) {
+        if (settle(ctx, err) != 0) {
+            goto cleanup;
+        }
+        if (map_done(ctx) && !combine_pending(ctx)) {
+            outcome = SV_RUN_DONE;
+            goto cleanup;
+        }
+        if (cancel_file_present(ctx)) {
+            outcome = SV_RUN_CANCELED;
+            goto cleanup;
+        }
+        size_t n = fill_pollfds(ctx, pfds, owners);
+        int ready = poll(pfds, (nfds_t)n, SV_POLL_MS);
+        if (ready < 0 && errno != EINTR) {
+            (void)md_fail_errno(err, errno, "poll");
+            goto cleanup;
+        }
+        if (ready <= 0) {
+            continue;
+        }
+        if ((pfds[0].revents & POLLIN) && read_signals(ctx)) {
+            outcome = SV_RUN_CANCELED;
+            goto cleanup;
+        }
+        if (service_workers(ctx, pfds, owners, n, err) != 0) {
+            goto cleanup;
+        }
+    }
+
+cleanup:
+    free(pfds);
+    free(owners);
+    return outcome;
+}

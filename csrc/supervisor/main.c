@@ -1,0 +1,308 @@
+/*
+ * mapdeploy-supervisor --job-dir DIR --worker PATH [--daemonize]
+ *
+ * Owns one job while it runs: loads it, runs the workers, writes the final
+ * status.  The order of the steps is the contract with clients: the lock is
+ * taken before anything else (it is how they tell the supervisor lives) and
+ * the daemonizing parent returns only once the status says Running.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: mapdeploy-supervisor --job-dir DIR --worker PATH [--daemonize]\n");
+}
+
+static int parse_args(sv_ctx *ctx, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--job-dir") == 0 && i + 1 < argc) {
+            ctx->job_dir = argv[++i];
+        } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc) {
+            ctx->worker_path = argv[++i];
+        } else if (strcmp(argv[i], "--daemonize") == 0) {
+            ctx->daemonize = 1;
+        } else {
+            fprintf(stderr, "mapdeploy-supervisor: unexpected argument '%s'\n", argv[i]);
+            return -1;
+        }
+    }
+    if (ctx->job_dir == NULL || ctx->worker_path == NULL || ctx->job_dir[0] == '\0') {
+        return -1;
+    }
+    return 0;
+}
+
+/* Descriptors 0-2 must be taken before any socket is made: a worker's socket
+ * landing on 0, 1 or 2 would be clobbered by the child's dup2 calls. */
+static int ensure_std_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0) {
+            continue;
+        }
+        int null_fd = open("/dev/null", O_RDWR);
+        if (null_fd < 0) {
+            return -1;
+        }
+        if (null_fd != fd) {
+            close(null_fd);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Signals are taken through a signalfd so that the poll loop sees them in
+ * order with everything else and no handler touches shared state.  SIGPIPE
+ * is ignored because a worker may die while we write to it; the error shows
+ * up as EPIPE and the death through SIGCHLD. */
+static int setup_signals(sv_ctx *ctx, md_error *err)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
+        return md_fail_errno(err, errno, "sigprocmask");
+    }
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        return md_fail_errno(err, errno, "ignoring SIGPIPE");
+    }
+    ctx->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (ctx->sig_fd < 0) {
+        return md_fail_errno(err, errno, "signalfd");
+    }
+    return 0;
+}
+
+static void ctx_init(sv_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->lock_fd = -1;
+    ctx->notify_fd = -1;
+    ctx->sig_fd = -1;
+    ctx->log_fd = -1;
+    md_buf_init(&ctx->job_bytes);
+    md_buf_init(&ctx->scratch);
+    md_buf_init(&ctx->scratch2);
+}
+
+static void ctx_free(sv_ctx *ctx)
+{
+    if (ctx->workers != NULL) {
+        for (unsigned i = 0; i < ctx->num_workers; i++) {
+            sv_worker_release(&ctx->workers[i]);
+        }
+    }
+    free(ctx->workers);
+    ctx->workers = NULL;
+    sv_unload_job(ctx);
+    md_buf_free(&ctx->scratch);
+    md_buf_free(&ctx->scratch2);
+    if (ctx->log_fd >= 0) {
+        close(ctx->log_fd);
+    }
+    if (ctx->sig_fd >= 0) {
+        close(ctx->sig_fd);
+    }
+    if (ctx->notify_fd >= 0) {
+        close(ctx->notify_fd);
+    }
+    /* the lock fd stays open until the process exits: closing it early would
+     * tell clients the job is orphaned while we still write its status */
+}
+
+void sv_report(sv_ctx *ctx, const char *message)
+{
+    fprintf(stderr, "mapdeploy-supervisor: %s\n", message);
+    fflush(stderr);
+    sv_notify_failed(ctx, message);
+}
+
+/* Ends the job as Failed with message; the status write may fail too (the
+ * disk that filled up the log), in which case stderr is all that is left.
+ * The status is written before a daemonizing parent is told, so that its
+ * caller finds the job Failed once the parent has exited. */
+static int fail_job(sv_ctx *ctx, const char *message)
+{
+    md_error werr;
+    md_error_clear(&werr);
+    sv_kill_all_workers(ctx);
+    if (ctx->job_id[0] != '\0' &&
+        sv_write_status(ctx, MD_STATE_FAILED, message, &werr) != 0) {
+        fprintf(stderr, "mapdeploy-supervisor: could not write the Failed status: %s\n",
+                werr.message);
+    }
+    sv_report(ctx, message);
+    return SV_EXIT_FAILED;
+}
+
+static unsigned choose_num_workers(const sv_ctx *ctx)
+{
+    uint64_t to_run = ctx->task_count - ctx->tasks_done;
+    uint64_t n = ctx->jobdef->num_workers;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (uint64_t)cpus : 1;
+    }
+    if (n > to_run) {
+        n = to_run;
+    }
+    if (n == 0 && ctx->needs_combine) {
+        n = 1;
+    }
+    return (unsigned)n;
+}
+
+static int allocate_workers(sv_ctx *ctx, md_error *err)
+{
+    ctx->num_workers = choose_num_workers(ctx);
+    /* bounds a fork loop when every worker dies at once: each death of a
+     * probe fails one task, so tasks + a margin per slot always suffices */
+    uint64_t limit = 4ull * ctx->num_workers + ctx->task_count + 1;
+    ctx->spawn_limit = limit > 1000000u ? 1000000u : (unsigned)limit;
+    if (ctx->num_workers == 0) {
+        return 0;
+    }
+    ctx->workers = calloc(ctx->num_workers, sizeof(*ctx->workers));
+    if (ctx->workers == NULL) {
+        return md_fail(err, MD_ENOMEM, "out of memory for %u workers", ctx->num_workers);
+    }
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        ctx->workers[i].fd = -1;
+        ctx->workers[i].slot = i;
+        md_buf_init(&ctx->workers[i].in);
+        md_buf_init(&ctx->workers[i].out);
+    }
+    return 0;
+}
+
+static int cancel_requested(const sv_ctx *ctx)
+{
+    char path[MD_PATH_MAX];
+    if (md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_CANCEL, NULL) != 0) {
+        return 0;
+    }
+    return access(path, F_OK) == 0;
+}
+
+/* A missing or non-executable worker would otherwise show up as "exited
+ * with code 127" from the child; checked before Running so that a
+ * --daemonize caller gets the reason. */
+static int check_worker(const sv_ctx *ctx, md_error *err)
+{
+    if (access(ctx->worker_path, X_OK) != 0) {
+        return md_fail_errno(err, errno, "cannot run the worker %s", ctx->worker_path);
+    }
+    return 0;
+}
+
+static int finish(sv_ctx *ctx, sv_run_outcome outcome, md_error *err)
+{
+    md_error werr;
+    md_error_clear(&werr);
+    if (outcome == SV_RUN_FAILED) {
+        return fail_job(ctx, err->message);
+    }
+    if (outcome == SV_RUN_CANCELED) {
+        sv_kill_all_workers(ctx);
+        (void)sv_log_sync(ctx, 1, &werr);
+        if (sv_write_status(ctx, MD_STATE_CANCELED, NULL, &werr) != 0) {
+            return fail_job(ctx, werr.message);
+        }
+        return SV_EXIT_OK;
+    }
+    md_state state = MD_STATE_COMPLETED;
+    char error[MD_ERROR_MESSAGE_LEN] = "";
+    sv_shutdown_workers(ctx);
+    if (sv_log_sync(ctx, 1, &werr) != 0) {
+        return fail_job(ctx, werr.message);
+    }
+    if (sv_final_outcome(ctx, &state, error, sizeof(error), &werr) != 0) {
+        return fail_job(ctx, werr.message);
+    }
+    if (sv_write_status(ctx, state, error[0] != '\0' ? error : NULL, &werr) != 0) {
+        return fail_job(ctx, werr.message);
+    }
+    return SV_EXIT_OK;
+}
+
+static int run_job(sv_ctx *ctx)
+{
+    md_error err;
+    md_error_clear(&err);
+    if (sv_load_job(ctx, &err) != 0 || check_worker(ctx, &err) != 0) {
+        return fail_job(ctx, err.message);
+    }
+    if (cancel_requested(ctx)) {
+        if (sv_write_status(ctx, MD_STATE_CANCELED, NULL, &err) != 0) {
+            return fail_job(ctx, err.message);
+        }
+        sv_notify_started(ctx);
+        return SV_EXIT_OK;
+    }
+    /* the log is read before Running is written so that num_workers in the
+     * status already accounts for the tasks a previous run finished */
+    if (sv_log_resume(ctx, &err) != 0 || allocate_workers(ctx, &err) != 0) {
+        return fail_job(ctx, err.message);
+    }
+    ctx->start_time = md_wall_time();
+    if (sv_write_status(ctx, MD_STATE_RUNNING, NULL, &err) != 0) {
+        return fail_job(ctx, err.message);
+    }
+    sv_notify_started(ctx);
+    sv_run_outcome outcome = sv_run(ctx, &err);
+    return finish(ctx, outcome, &err);
+}
+
+int main(int argc, char **argv)
+{
+    sv_ctx ctx;
+    md_error err;
+    int code = SV_EXIT_FAILED;
+    ctx_init(&ctx);
+    md_error_clear(&err);
+
+    if (parse_args(&ctx, argc, argv) != 0) {
+        usage();
+        return SV_EXIT_USAGE;
+    }
+    if (ensure_std_fds() != 0) {
+        return SV_EXIT_FAILED;
+    }
+    int rc = sv_lock(&ctx, &err);
+    if (rc != 0) {
+        fprintf(stderr, "mapdeploy-supervisor: %s\n", err.message);
+        code = rc == MD_EEXIST ? SV_EXIT_LOCKED : SV_EXIT_USAGE;
+        goto cleanup;
+    }
+    if (ctx.daemonize && sv_daemonize(&ctx, &err) != 0) {
+        sv_report(&ctx, err.message);
+        code = SV_EXIT_FAILED;
+        goto cleanup;
+    }
+    if (setup_signals(&ctx, &err) != 0) {
+        sv_report(&ctx, err.message);
+        code = SV_EXIT_FAILED;
+        goto cleanup;
+    }
+    code = run_job(&ctx);
+
+cleanup:
+    ctx_free(&ctx);
+    return code;
+}

@@ -1,0 +1,206 @@
+/*
+ * mapdeploy-supervisor: private declarations shared by the files of csrc/supervisor.
+ *
+ * One process owns one job while it runs (docs/protocol.md, "Supervisor and
+ * worker").  All state lives in one sv_ctx; there is no global mutable state
+ * because signals arrive through a signalfd instead of handlers.
+ */
+#ifndef MAPDEPLOY_SUPERVISOR_H
+#define MAPDEPLOY_SUPERVISOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mdcore.h"
+
+/* Exit codes of the executable. */
+#define SV_EXIT_OK 0
+#define SV_EXIT_FAILED 1
+#define SV_EXIT_USAGE 2
+#define SV_EXIT_LOCKED 3
+
+#define SV_MAX_INFLIGHT 2          /* batches in flight per worker */
+#define SV_MAX_BATCH 4096u         /* tasks per batch */
+#define SV_BATCH_TARGET_SECONDS 0.005
+#define SV_MIN_TASK_SECONDS 1e-7   /* floor of the EWMA: no division by zero */
+#define SV_EWMA_WEIGHT 0.3         /* weight of the newest run_time */
+#define SV_POLL_MS 100
+#define SV_CANCEL_CHECK_SECONDS 0.1
+#define SV_SYNC_SECONDS 1.0
+#define SV_EOF_GRACE_SECONDS 2.0   /* socket closed but process not gone yet */
+#define SV_REAP_SECONDS 1.0        /* at shutdown, before SIGKILL */
+#define SV_MAX_READ_FRAME ((size_t)1 << 30)
+
+/* Outcome of the phases run after the job is loaded. */
+typedef enum {
+    SV_RUN_DONE = 0,      /* every map task (and the combiner) has a result */
+    SV_RUN_CANCELED = 1,  /* a signal or <job>/cancel */
+    SV_RUN_FAILED = 2     /* the job as a whole failed; message in md_error */
+} sv_run_outcome;
+
+typedef enum {
+    SV_TASK_PENDING = 0,  /* no result in this run (or no Completed one before) */
+    SV_TASK_DONE = 1      /* has a result: the map phase need not run it again */
+} sv_task_state;
+
+typedef struct {
+    const uint8_t *ptr;   /* the task's pickle, borrowed from its shard buffer */
+    size_t len;
+} sv_task;
+
+typedef struct {
+    uint64_t first;
+    uint64_t count;
+    uint64_t answered;    /* results received so far, from first on */
+    uint32_t attempt;
+    int alone;            /* a probe: nothing else is sent while it runs */
+    int is_combine;
+    double sent_wall;
+    double sent_mono;
+} sv_batch;
+
+typedef enum {
+    SV_WORKER_FREE = 0,   /* slot unused */
+    SV_WORKER_STARTING,   /* hello sent, waiting for READY */
+    SV_WORKER_READY
+} sv_worker_state;
+
+typedef struct {
+    sv_worker_state state;
+    unsigned slot;        /* names logs/worker-<slot>.log */
+    pid_t pid;
+    int fd;               /* -1 once the socket hit EOF or was dropped */
+    double eof_mono;      /* when fd was dropped, to bound the wait for exit */
+    md_buf in;            /* bytes read, not yet parsed into frames */
+    md_buf out;           /* framed bytes not yet written */
+    sv_batch batches[SV_MAX_INFLIGHT];  /* [0] is the oldest */
+    size_t nbatches;
+    double ewma;          /* seconds per task */
+    int have_ewma;
+} sv_worker;
+
+typedef struct {
+    uint64_t index;
+    uint32_t attempt;
+} sv_suspect;
+
+typedef struct {
+    /* command line */
+    const char *job_dir;
+    const char *worker_path;
+    int daemonize;
+
+    int lock_fd;
+    int notify_fd;        /* --daemonize pipe to the waiting parent; -1 after */
+    int sig_fd;
+    int log_fd;           /* results/log, O_APPEND */
+    uint64_t log_size;    /* bytes of whole records in the log */
+
+    md_key key;
+    char job_id[MD_JOB_ID_MAX + 1];
+    md_buf job_bytes;     /* <job>/job, sent to workers verbatim */
+    md_jobdef_view *jobdef_view;
+    const md_jobdef *jobdef;
+    int is_single;
+
+    md_buf *shards;       /* raw shard files; tasks[] points into them */
+    size_t shard_count;
+    sv_task *tasks;
+    uint8_t *task_state;  /* sv_task_state per task */
+    uint64_t task_count;
+    uint64_t tasks_done;
+    uint64_t cursor;      /* next task index the in-order dispatch looks at */
+    uint64_t undispatched;/* pending tasks at or after cursor */
+
+    sv_suspect *suspects; /* FIFO: re-run one per batch */
+    size_t suspect_head;
+    size_t suspect_len;   /* entries from suspect_head on */
+    size_t suspect_cap;
+
+    int needs_combine;    /* a combiner exists and has no Completed result */
+    int combine_sent;
+    int combine_done;
+
+    sv_worker *workers;
+    unsigned num_workers; /* slots */
+    unsigned spawned;
+    unsigned spawn_limit;
+
+    double start_time;
+    double last_sync_mono;
+    int unsynced;
+    double last_cancel_check;
+
+    md_buf scratch;       /* payload encoding */
+    md_buf scratch2;      /* envelope encoding */
+    const uint8_t **batch_items;  /* SV_MAX_BATCH entries */
+    size_t *batch_lens;
+} sv_ctx;
+
+/* main.c */
+void sv_report(sv_ctx *ctx, const char *message);
+
+/* daemon.c */
+int sv_lock(sv_ctx *ctx, md_error *err);
+int sv_daemonize(sv_ctx *ctx, md_error *err);
+void sv_notify_started(sv_ctx *ctx);
+void sv_notify_failed(sv_ctx *ctx, const char *message);
+
+/* jobload.c */
+int sv_load_job(sv_ctx *ctx, md_error *err);
+void sv_unload_job(sv_ctx *ctx);
+
+/* resultslog.c */
+int sv_log_resume(sv_ctx *ctx, md_error *err);
+int sv_log_append(sv_ctx *ctx, const uint8_t *envelope, size_t len, md_error *err);
+int sv_log_sync(sv_ctx *ctx, int force, md_error *err);
+int sv_log_readback(sv_ctx *ctx, md_buf *bytes, md_task_result *chosen,
+                    md_error *err);
+
+/* status.c */
+int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *err);
+
+/* workers.c */
+int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err);
+int sv_worker_queue_frame(sv_worker *w, const uint8_t *data, size_t len,
+                          md_error *err);
+int sv_worker_flush(sv_worker *w);
+void sv_worker_drop_socket(sv_worker *w);
+void sv_worker_release(sv_worker *w);
+unsigned sv_live_workers(const sv_ctx *ctx);
+void sv_kill_all_workers(sv_ctx *ctx);
+void sv_shutdown_workers(sv_ctx *ctx);
+void sv_describe_exit(int wstatus, char *out, size_t out_len);
+
+/* ready.c */
+int sv_ready_error(const uint8_t *payload, size_t len, char *error_out,
+                   size_t error_len, int *has_error, md_error *err);
+
+/* schedule.c */
+int sv_suspect_push(sv_ctx *ctx, uint64_t index, uint32_t attempt, md_error *err);
+uint64_t sv_inflight_tasks(const sv_ctx *ctx);
+int sv_dispatch(sv_ctx *ctx, sv_worker *w, md_error *err);
+int sv_send_batch(sv_ctx *ctx, sv_worker *w, const sv_batch *batch,
+                  const uint8_t *payload, size_t payload_len, md_kind kind,
+                  md_error *err);
+
+/* results.c */
+int sv_handle_frame(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t len,
+                    md_error *err);
+int sv_append_worker_died(sv_ctx *ctx, const sv_batch *batch, uint64_t index,
+                          pid_t pid, int wstatus, md_error *err);
+
+/* deaths.c */
+int sv_read_worker(sv_ctx *ctx, sv_worker *w, md_error *err);
+int sv_reap_workers(sv_ctx *ctx, md_error *err);
+
+/* loop.c */
+sv_run_outcome sv_run(sv_ctx *ctx, md_error *err);
+
+/* combine.c */
+int sv_start_combine(sv_ctx *ctx, sv_worker *w, md_error *err);
+int sv_final_outcome(sv_ctx *ctx, md_state *state, char *error, size_t error_len,
+                     md_error *err);
+
+#endif

@@ -1,0 +1,392 @@
+"""The supervisor executable, driven directly on hand-made job folders.
+
+The CLI tests need only the supervisor; the end-to-end ones also need the
+worker (both from `make executables`) and msgpack + cloudpickle, and are
+skipped when those are missing.
+"""
+import fcntl
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("MAPDEPLOY_BUILD", os.path.join(ROOT, "build", "c"))
+SUPERVISOR = os.path.join(BUILD, "mapdeploy-supervisor")
+WORKER = os.path.join(BUILD, "mapdeploy-worker")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+needs_supervisor = pytest.mark.skipif(not os.access(SUPERVISOR, os.X_OK),
+                                      reason="build/c/mapdeploy-supervisor not built")
+needs_worker = pytest.mark.skipif(not os.access(WORKER, os.X_OK),
+                                  reason="build/c/mapdeploy-worker not built")
+
+
+def run_supervisor(job_dir, *extra, timeout=120):
+    return subprocess.run([SUPERVISOR, "--job-dir", str(job_dir), "--worker", WORKER, *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_supervisor(job_dir):
+    return subprocess.Popen([SUPERVISOR, "--job-dir", str(job_dir), "--worker", WORKER],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def children_of(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def open_files(pid):
+    fd_dir = "/proc/%d/fd" % pid
+    out = []
+    for fd in os.listdir(fd_dir):
+        try:
+            out.append(os.readlink(os.path.join(fd_dir, fd)))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def wait_for(predicate, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# ------------------------------------------------------------ CLI only
+
+@needs_supervisor
+def test_usage_error():
+    p = subprocess.run([SUPERVISOR], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "usage" in p.stderr
+
+
+@needs_supervisor
+def test_missing_job_dir(tmp_path):
+    missing = tmp_path / "no-such-job"
+    p = run_supervisor(missing)
+    assert p.returncode != 0
+    assert "cannot use job folder" in p.stderr
+    assert str(missing) in p.stderr
+
+
+@needs_supervisor
+def test_job_dir_without_job(tmp_path):
+    p = run_supervisor(tmp_path)
+    assert p.returncode == 1
+    assert "cannot read the job key" in p.stderr
+
+
+@needs_supervisor
+def test_second_supervisor_exits_3(tmp_path):
+    with open(tmp_path / "supervisor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        p = run_supervisor(tmp_path)
+    assert p.returncode == 3
+    assert "another supervisor is already running job %s" % tmp_path in p.stderr
+
+
+# ------------------------------------------------------------ end to end
+
+try:
+    import jobfolder  # needs msgpack and cloudpickle
+except ImportError:  # pragma: no cover
+    jobfolder = None
+
+needs_e2e = pytest.mark.skipif(
+    jobfolder is None or not os.access(WORKER, os.X_OK) or not os.access(SUPERVISOR, os.X_OK),
+    reason="needs both executables, msgpack and cloudpickle")
+
+
+needs_jobfolder = pytest.mark.skipif(jobfolder is None or not os.access(SUPERVISOR, os.X_OK),
+                                     reason="needs the supervisor, msgpack and cloudpickle")
+
+
+@needs_jobfolder
+def test_worker_that_cannot_start_fails_the_job(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}] * 3,
+                             num_workers=1)
+    p = subprocess.run([SUPERVISOR, "--job-dir", job.path, "--worker", "/bin/false"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    expected = ("worker could not start: exited with code 1; see %s/logs/worker-0.log"
+                % job.path)
+    assert expected in p.stderr
+    status = job.status()
+    assert status["state"] == "Failed"
+    assert status["error"] == expected
+
+
+@needs_jobfolder
+def test_missing_worker_is_reported_by_the_daemonizing_parent(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}])
+    p = subprocess.run([SUPERVISOR, "--job-dir", job.path, "--worker",
+                        str(tmp_path / "nope"), "--daemonize"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "cannot run the worker %s" % (tmp_path / "nope") in p.stderr
+    assert job.status()["state"] == "Failed"
+
+
+@needs_jobfolder
+def test_cancel_file_before_start(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}])
+    job.cancel()
+    p = subprocess.run([SUPERVISOR, "--job-dir", job.path, "--worker", "/bin/false"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert job.status()["state"] == "Canceled"
+
+
+def _add():
+    def add(x, y):
+        return x + y
+    return add
+
+
+def _killer():
+    def maybe_die(x):
+        import os as _os
+        import signal as _signal
+        if x == 7:
+            _os.kill(_os.getpid(), _signal.SIGKILL)
+        return x * 2
+    return maybe_die
+
+
+def _sleeper():
+    def nap(x):
+        import time as _time
+        _time.sleep(0.5)
+        return x
+    return nap
+
+
+@needs_e2e
+def test_20000_adds_two_workers(tmp_path):
+    n = 20000
+    job = jobfolder.make_job(str(tmp_path / "job"), _add(),
+                             [{"x": i, "y": 2 * i} for i in range(n)], num_workers=2)
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    status = job.status()
+    assert status["state"] == "Completed"
+    assert status["num_workers"] == 2
+    assert status["end_time"] >= status["start_time"] > 0
+    results = job.results()
+    assert sorted(results) == list(range(n))
+    for i, r in results.items():
+        assert r["status"] == jobfolder.COMPLETED
+        assert pickle.loads(r["value"]) == 3 * i
+    # nothing is left running once the supervisor is gone
+    pids = {r["worker_pid"] for r in results.values()}
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+@needs_e2e
+def test_task_that_kills_its_worker_fails_alone(tmp_path):
+    n = 40
+    job = jobfolder.make_job(str(tmp_path / "job"), _killer(),
+                             [{"x": i} for i in range(n)], num_workers=2)
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    assert job.status()["state"] == "Completed"
+    results = job.results()
+    assert sorted(results) == list(range(n))
+    dead = results[7]
+    assert dead["status"] == jobfolder.FAILED
+    assert dead["exc_type"] == "WorkerDied"
+    assert "killed by signal 9 (SIGKILL) while running this task" in dead["exc_message"]
+    assert dead["exc_traceback"] is None
+    for i in range(n):
+        if i != 7:
+            assert results[i]["status"] == jobfolder.COMPLETED, results[i]
+            assert pickle.loads(results[i]["value"]) == 2 * i
+
+
+def _cancel_test(job, request_cancel):
+    sup = start_supervisor(job.path)
+    try:
+        assert wait_for(lambda: len(children_of(sup.pid)) == 2 and job.read_log(), 20)
+        workers = children_of(sup.pid)
+        for pid in workers:   # the lock must die with the supervisor, not with them
+            held = open_files(pid)
+            assert not any(f.endswith(("supervisor.lock", "results/log")) for f in held), held
+        t0 = time.monotonic()
+        request_cancel(sup)
+        sup.wait(timeout=5)
+        elapsed = time.monotonic() - t0
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
+    assert sup.returncode == 0, sup.stderr.read()
+    assert elapsed < 1.0
+    assert not any(pid_alive(pid) for pid in workers)
+    status = job.status()
+    assert status["state"] == "Canceled"
+    assert status["error"] is None
+    assert status["end_time"] >= status["start_time"] > 0
+    assert len(job.results()) < job.task_count
+
+
+@needs_e2e
+def test_sigterm_cancels_within_a_second(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
+                             [{"x": i} for i in range(100)], num_workers=2)
+    _cancel_test(job, lambda sup: sup.send_signal(signal.SIGTERM))
+
+
+@needs_e2e
+def test_cancel_file_cancels(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
+                             [{"x": i} for i in range(100)], num_workers=2)
+    _cancel_test(job, lambda sup: job.cancel())
+
+
+@needs_e2e
+def test_combiner_gets_every_value(tmp_path):
+    def fails_on_three(x):
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    def total(**kwargs):
+        names = sorted(kwargs, key=lambda k: int(k.rsplit("-", 1)[1]))
+        assert names == ["fails_on_three-0-%d" % i for i in range(10)]
+        return sum(v for v in kwargs.values() if v is not None)
+
+    job = jobfolder.make_job(str(tmp_path / "job"), fails_on_three,
+                             [{"x": i} for i in range(10)], num_workers=2, shard_size=3,
+                             combiner=total)
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    assert job.status()["state"] == "Completed"
+    results = job.results()
+    assert results[3]["exc_type"] == "ValueError"
+    assert pickle.loads(results[10]["value"]) == sum(range(10)) - 3
+
+
+@needs_e2e
+def test_failing_combiner_fails_the_job(tmp_path):
+    def ident(x):
+        return x
+
+    def broken(**kwargs):
+        raise KeyError("nope")
+
+    job = jobfolder.make_job(str(tmp_path / "job"), ident, [{"x": i} for i in range(4)],
+                             combiner=broken)
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    status = job.status()
+    assert status["state"] == "Failed"
+    assert status["error"].startswith("the combiner function broken raised KeyError: ")
+    assert status["error"].endswith("get_map_results()")
+    assert len(job.results()) == 5
+
+
+@needs_e2e
+def test_single_job_failure(tmp_path):
+    def boom():
+        raise ValueError("boom")
+
+    job = jobfolder.make_job(str(tmp_path / "job"), boom, [{}], job_kind="single")
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    status = job.status()
+    assert status["state"] == "Failed"
+    assert status["error"] == "ValueError: boom"
+
+
+@needs_e2e
+def test_worker_refusing_the_job_fails_it(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), _add(), [{"x": 1, "y": 2}],
+                             python_version="2.7")
+    p = run_supervisor(job.path)
+    assert p.returncode == 1
+    status = job.status()
+    assert status["state"] == "Failed"
+    assert "2.7" in status["error"]
+    assert status["error"] in p.stderr
+
+
+@needs_e2e
+def test_tampered_shard_fails_before_running(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), _add(),
+                             [{"x": i, "y": i} for i in range(10)], shard_size=4)
+    shard = os.path.join(job.path, "tasks", "00000001")
+    with open(shard, "r+b") as f:
+        data = bytearray(f.read())
+        data[-40] ^= 1
+        f.seek(0)
+        f.write(data)
+    p = run_supervisor(job.path)
+    assert p.returncode == 1
+    assert "task shard tasks/00000001 failed its integrity check" in p.stderr
+    assert job.status()["state"] == "Failed"
+    assert job.read_log() == []
+
+
+@needs_e2e
+def test_resume_cuts_torn_tail_and_runs_the_rest(tmp_path):
+    n = 30
+    job = jobfolder.make_job(str(tmp_path / "job"), _add(),
+                             [{"x": i, "y": 0} for i in range(n)], num_workers=1)
+    assert run_supervisor(job.path).returncode == 0
+    log = os.path.join(job.path, "results", "log")
+    first = len(job.read_log())
+    size = os.path.getsize(log)
+    os.truncate(log, size - 3)              # a torn last record
+    kept = len(job.read_log())
+    assert kept < first
+    p = run_supervisor(job.path)
+    assert p.returncode == 0, p.stderr
+    results = job.results()
+    assert sorted(results) == list(range(n))
+    assert all(pickle.loads(r["value"]) == i for i, r in results.items())
+    assert job.status()["state"] == "Completed"
+
+
+@needs_e2e
+def test_daemonize_returns_once_running(tmp_path):
+    job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
+                             [{"x": i} for i in range(4)], num_workers=2)
+    p = run_supervisor(job.path, "--daemonize", timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert job.status()["state"] == "Running"
+    assert wait_for(lambda: job.status()["state"] == "Completed", 30)
+    assert os.path.exists(os.path.join(job.path, "logs", "supervisor.log"))
+    # the lock is free again once the daemon is gone
+    with open(os.path.join(job.path, "supervisor.lock")) as lock:
+        assert wait_for(lambda: _can_lock(lock), 5)
+
+
+def _can_lock(f):
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
