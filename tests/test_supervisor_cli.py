@@ -15,16 +15,14 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("MAPDEPLOY_BUILD", os.path.join(ROOT, "build", "c"))
-SUPERVISOR = os.path.join(BUILD, "mapdeploy-supervisor")
-WORKER = os.path.join(BUILD, "mapdeploy-worker")
+# The installed executables, the ones map_job.create runs (MAPDEPLOY_BIN_DIR overrides).
+from mapdeploy import _engine  # noqa: E402
+
+SUPERVISOR = _engine.executable(_engine.SUPERVISOR)
+WORKER = _engine.executable(_engine.WORKER)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-needs_supervisor = pytest.mark.skipif(not os.access(SUPERVISOR, os.X_OK),
-                                      reason="build/c/mapdeploy-supervisor not built")
-needs_worker = pytest.mark.skipif(not os.access(WORKER, os.X_OK),
-                                  reason="build/c/mapdeploy-worker not built")
 
 
 def run_supervisor(job_dir, *extra, timeout=120):
@@ -76,14 +74,12 @@ def wait_for(predicate, timeout, interval=0.02):
 
 # ------------------------------------------------------------ CLI only
 
-@needs_supervisor
 def test_usage_error():
     p = subprocess.run([SUPERVISOR], capture_output=True, text=True)
     assert p.returncode == 2
     assert "usage" in p.stderr
 
 
-@needs_supervisor
 def test_missing_job_dir(tmp_path):
     missing = tmp_path / "no-such-job"
     p = run_supervisor(missing)
@@ -92,14 +88,12 @@ def test_missing_job_dir(tmp_path):
     assert str(missing) in p.stderr
 
 
-@needs_supervisor
 def test_job_dir_without_job(tmp_path):
     p = run_supervisor(tmp_path)
     assert p.returncode == 1
     assert "cannot read the job key" in p.stderr
 
 
-@needs_supervisor
 def test_second_supervisor_exits_3(tmp_path):
     with open(tmp_path / "supervisor.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,21 +104,9 @@ def test_second_supervisor_exits_3(tmp_path):
 
 # ------------------------------------------------------------ end to end
 
-try:
-    import jobfolder  # needs msgpack and cloudpickle
-except ImportError:  # pragma: no cover
-    jobfolder = None
-
-needs_e2e = pytest.mark.skipif(
-    jobfolder is None or not os.access(WORKER, os.X_OK) or not os.access(SUPERVISOR, os.X_OK),
-    reason="needs both executables, msgpack and cloudpickle")
+import jobfolder  # noqa: E402  (needs msgpack and cloudpickle, from the test extras)
 
 
-needs_jobfolder = pytest.mark.skipif(jobfolder is None or not os.access(SUPERVISOR, os.X_OK),
-                                     reason="needs the supervisor, msgpack and cloudpickle")
-
-
-@needs_jobfolder
 def test_worker_that_cannot_start_fails_the_job(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}] * 3,
                              num_workers=1)
@@ -139,7 +121,6 @@ def test_worker_that_cannot_start_fails_the_job(tmp_path):
     assert status["error"] == expected
 
 
-@needs_jobfolder
 def test_missing_worker_is_reported_by_the_daemonizing_parent(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}])
     p = subprocess.run([SUPERVISOR, "--job-dir", job.path, "--worker",
@@ -150,7 +131,6 @@ def test_missing_worker_is_reported_by_the_daemonizing_parent(tmp_path):
     assert job.status()["state"] == "Failed"
 
 
-@needs_jobfolder
 def test_cancel_file_before_start(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), lambda x: x, [{"x": 1}])
     job.cancel()
@@ -184,7 +164,6 @@ def _sleeper():
     return nap
 
 
-@needs_e2e
 def test_20000_adds_two_workers(tmp_path):
     n = 20000
     job = jobfolder.make_job(str(tmp_path / "job"), _add(),
@@ -205,7 +184,6 @@ def test_20000_adds_two_workers(tmp_path):
     assert not any(pid_alive(pid) for pid in pids)
 
 
-@needs_e2e
 def test_task_that_kills_its_worker_fails_alone(tmp_path):
     n = 40
     job = jobfolder.make_job(str(tmp_path / "job"), _killer(),
@@ -252,21 +230,18 @@ def _cancel_test(job, request_cancel):
     assert len(job.results()) < job.task_count
 
 
-@needs_e2e
 def test_sigterm_cancels_within_a_second(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
                              [{"x": i} for i in range(100)], num_workers=2)
     _cancel_test(job, lambda sup: sup.send_signal(signal.SIGTERM))
 
 
-@needs_e2e
 def test_cancel_file_cancels(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
                              [{"x": i} for i in range(100)], num_workers=2)
     _cancel_test(job, lambda sup: job.cancel())
 
 
-@needs_e2e
 def test_combiner_gets_every_value(tmp_path):
     def fails_on_three(x):
         if x == 3:
@@ -289,7 +264,6 @@ def test_combiner_gets_every_value(tmp_path):
     assert pickle.loads(results[10]["value"]) == sum(range(10)) - 3
 
 
-@needs_e2e
 def test_failing_combiner_fails_the_job(tmp_path):
     def ident(x):
         return x
@@ -308,7 +282,6 @@ def test_failing_combiner_fails_the_job(tmp_path):
     assert len(job.results()) == 5
 
 
-@needs_e2e
 def test_single_job_failure(tmp_path):
     def boom():
         raise ValueError("boom")
@@ -321,7 +294,6 @@ def test_single_job_failure(tmp_path):
     assert status["error"] == "ValueError: boom"
 
 
-@needs_e2e
 def test_worker_refusing_the_job_fails_it(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), _add(), [{"x": 1, "y": 2}],
                              python_version="2.7")
@@ -333,7 +305,6 @@ def test_worker_refusing_the_job_fails_it(tmp_path):
     assert status["error"] in p.stderr
 
 
-@needs_e2e
 def test_tampered_shard_fails_before_running(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), _add(),
                              [{"x": i, "y": i} for i in range(10)], shard_size=4)
@@ -350,7 +321,6 @@ def test_tampered_shard_fails_before_running(tmp_path):
     assert job.read_log() == []
 
 
-@needs_e2e
 def test_resume_cuts_torn_tail_and_runs_the_rest(tmp_path):
     n = 30
     job = jobfolder.make_job(str(tmp_path / "job"), _add(),
@@ -370,7 +340,6 @@ def test_resume_cuts_torn_tail_and_runs_the_rest(tmp_path):
     assert job.status()["state"] == "Completed"
 
 
-@needs_e2e
 def test_daemonize_returns_once_running(tmp_path):
     job = jobfolder.make_job(str(tmp_path / "job"), _sleeper(),
                              [{"x": i} for i in range(4)], num_workers=2)

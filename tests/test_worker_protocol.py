@@ -21,8 +21,11 @@ import cloudpickle
 import msgpack
 import pytest
 
+from mapdeploy import _engine
+
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = Path(os.environ.get("MAPDEPLOY_WORKER", ROOT / "build" / "c" / "mapdeploy-worker"))
+# The installed worker, the one jobs run (MAPDEPLOY_WORKER overrides).
+WORKER = Path(os.environ.get("MAPDEPLOY_WORKER") or _engine.executable(_engine.WORKER))
 MAC_PREFIX = b"mapdeploy-envelope/1\0"
 COMPLETED, FAILED = 1, 2
 PY_VERSION = "%d.%d" % sys.version_info[:2]
@@ -33,7 +36,7 @@ PY_VERSION = "%d.%d" % sys.version_info[:2]
 def _worker_built():
     # Failing (not skipping) keeps a missing build step from passing CI quietly.
     assert WORKER.exists(), (f"worker binary not found at {WORKER}: run "
-                             "`make build/c/mapdeploy-worker` or set MAPDEPLOY_WORKER")
+                             "`pip install .` or set MAPDEPLOY_WORKER")
 
 
 # ------------------------------------------------------------------ protocol

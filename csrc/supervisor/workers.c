@@ -239,7 +239,14 @@ void sv_kill_all_workers(sv_ctx *ctx)
 void sv_shutdown_workers(sv_ctx *ctx)
 {
     for (unsigned i = 0; i < ctx->num_workers; i++) {
-        sv_worker_drop_socket(&ctx->workers[i]);
+        sv_worker *w = &ctx->workers[i];
+        /* A worker still starting its interpreter has run nothing; waiting
+         * for it to notice EOF would delay the end of short jobs by its
+         * whole start-up. */
+        if (w->state == SV_WORKER_STARTING && w->pid > 0) {
+            (void)kill(w->pid, SIGKILL);
+        }
+        sv_worker_drop_socket(w);
     }
     double deadline = md_monotonic_time() + SV_REAP_SECONDS;
     for (;;) {
@@ -255,7 +262,7 @@ void sv_shutdown_workers(sv_ctx *ctx)
         if (left == 0 || md_monotonic_time() >= deadline) {
             break;
         }
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        struct timespec ts = {0, 1000 * 1000};
         (void)nanosleep(&ts, NULL);
     }
     sv_kill_all_workers(ctx);
