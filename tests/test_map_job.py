@@ -264,3 +264,17 @@ def test_cancel_of_a_completed_job_changes_nothing():
     job.cancel()
     assert job.get_status() == "Completed"
     assert job.get_results() == [2]
+
+
+def test_functions_from_a_script_run_with_runpy_travel_by_value(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import mapdeploy as gl\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        "def total(**results):\n"
+        "    return sum(results.values())\n"
+        "job = gl.deploy.map_job.create(double, [{'x': 1}, {'x': 2}], combiner_function=total)\n"
+        "RESULT = job.get_results()\n")
+    import runpy
+    assert runpy.run_path(str(script))["RESULT"] == 6

@@ -148,9 +148,11 @@ class Job:
                                "that completed are available with get_map_results().")
         if state == FAILED:
             error = self.get_error()
-            if self._kind == "map":
+            if self._kind == "map" and "get_map_results()" not in (error or ""):
                 raise RuntimeError(f"Job {self.name!r} failed: {error}. The results of the map "
                                    "tasks are available with get_map_results().")
+            if self._kind == "map":
+                raise RuntimeError(f"Job {self.name!r} failed: {error}")
             raise RuntimeError(f"Job {self.name!r} failed: {error}. See get_metrics() for the traceback.")
         if self._kind == "single":
             return self._value(0)

@@ -9,6 +9,7 @@ import by name).
 from __future__ import annotations
 
 import pickle
+import sys
 from typing import Any, Callable, Iterator
 
 import cloudpickle
@@ -84,12 +85,32 @@ def _fail(what: str, obj: Any) -> SerializationError:
         "build it as an argument.")
 
 
+def _unimportable_module(func: Any) -> Any:
+    """The function's module when a worker could not import it by name, else None.
+
+    cloudpickle pickles by value only functions of ``__main__``; a function
+    from a module made by ``runpy.run_path``, ``exec`` or a notebook tool has
+    a module with no import spec, which workers cannot import either.
+    """
+    name = getattr(func, "__module__", None)
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    if module is None or name == "__main__" or getattr(module, "__spec__", None) is not None:
+        return None
+    return module
+
+
 def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     """cloudpickle of a function; SerializationError naming the part that fails."""
+    by_value = _unimportable_module(func)
+    if by_value is not None:
+        cloudpickle.register_pickle_by_value(by_value)
     try:
         return cloudpickle.dumps(func, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001
         raise _fail(what, func) from None
+    finally:
+        if by_value is not None:
+            cloudpickle.unregister_pickle_by_value(by_value)
 
 
 def dumps_kwargs(kwargs: dict[str, Any], what: str) -> bytes:
