@@ -182,6 +182,8 @@ typedef struct {
     md_str exc_traceback;    /* formatted traceback */
     const uint8_t *value;    /* pickled return value; NULL when none */
     size_t value_len;
+    int64_t max_rss;         /* peak resident memory of the worker after the task, bytes; 0 unknown */
+    md_str output;           /* what the task printed (stdout and stderr, capped); NULL when none */
 } md_task_result;
 
 /* Payload of a RESULTS envelope. */

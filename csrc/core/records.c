@@ -6,7 +6,9 @@
 
 #include "msgpack_util.h"
 
-#define RESULT_FIELDS 10u
+#define RESULT_FIELDS 12u
+/* Results written before max_rss and output existed have 10 elements. */
+#define RESULT_FIELDS_MIN 10u
 #define HELLO_VERSION 1u
 
 /* Encoders append; on failure they put out back as it was. */
@@ -113,7 +115,9 @@ int md_results_encode(const md_task_result *results, size_t count, md_buf *out,
             md_mp_pack_str_or_nil(&pk, r->exc_type) != 0 ||
             md_mp_pack_str_or_nil(&pk, r->exc_message) != 0 ||
             md_mp_pack_str_or_nil(&pk, r->exc_traceback) != 0 ||
-            md_mp_pack_bin_or_nil(&pk, r->value, r->value_len) != 0) {
+            md_mp_pack_bin_or_nil(&pk, r->value, r->value_len) != 0 ||
+            msgpack_pack_int64(&pk, r->max_rss) != 0 ||
+            md_mp_pack_str_or_nil(&pk, r->output) != 0) {
             return encode_failed(out, original_len, err, "results");
         }
     }
@@ -123,7 +127,7 @@ int md_results_encode(const md_task_result *results, size_t count, md_buf *out,
 /* Returns NULL when ok, else the name of the first bad field. */
 static const char *read_result(const msgpack_object *o, md_task_result *r)
 {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RESULT_FIELDS) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RESULT_FIELDS_MIN) {
         return "the result (not an array of at least 10 elements)";
     }
     const msgpack_object *f = o->via.array.ptr;
@@ -160,6 +164,12 @@ static const char *read_result(const msgpack_object *o, md_task_result *r)
     }
     if (!md_mp_get_bin_or_nil(&f[9], &r->value, &r->value_len)) {
         return "value";
+    }
+    if (o->via.array.size > 10 && !md_mp_get_int64(&f[10], &r->max_rss)) {
+        return "max_rss";
+    }
+    if (o->via.array.size > 11 && !md_mp_get_str_or_nil(&f[11], &r->output)) {
+        return "output";
     }
     return NULL;
 }

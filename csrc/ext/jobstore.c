@@ -404,10 +404,11 @@ static int collect_result(void *ctx, const md_task_result *r)
         goto cleanup;
     }
     PyObject *status = r->status == MD_TASK_COMPLETED ? collector->completed : collector->failed;
-    row = Py_BuildValue("(KOIddLNNNO)", (unsigned long long)r->task_index, status,
+    row = Py_BuildValue("(KOIddLNNNOLN)", (unsigned long long)r->task_index, status,
                         (unsigned int)r->attempt, r->start_time, r->run_time,
                         (long long)r->worker_pid, str_or_none(r->exc_type),
-                        str_or_none(r->exc_message), str_or_none(r->exc_traceback), value);
+                        str_or_none(r->exc_message), str_or_none(r->exc_traceback), value,
+                        (long long)r->max_rss, str_or_none(r->output));
     if (row == NULL) {
         goto cleanup;
     }
@@ -701,7 +702,7 @@ static PyMethodDef job_store_methods[] = {
     {"read_results", job_store_read_results, METH_NOARGS,
      PyDoc_STR("read_results() -> list[tuple]\n\nResults appended since the last call: (task_index, "
                "status, attempt, start_time, run_time, worker_pid, exc_type, exc_message, "
-               "exc_traceback, value_pickle).")},
+               "exc_traceback, value_pickle, max_rss, output).")},
     {"rewind_results", job_store_rewind_results, METH_NOARGS,
      PyDoc_STR("rewind_results()\n\nThe next read_results() starts from the beginning.")},
     {"launch", (PyCFunction)(void (*)(void))job_store_launch, METH_VARARGS | METH_KEYWORDS,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- failures */
@@ -223,6 +224,14 @@ static md_str bytes_str(PyObject *bytes)
     return s;
 }
 
+int64_t worker_max_rss_bytes(void)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return 0;
+    return (int64_t)usage.ru_maxrss * 1024;  /* Linux reports kilobytes */
+}
+
 /* Sends the pending results (consecutive tasks) as one RESULTS envelope. */
 static worker_status flush_pending(worker_ctx *ctx)
 {
@@ -232,9 +241,13 @@ static worker_status flush_pending(worker_ctx *ctx)
     md_error_clear(&err);
     if (ctx->pending_len == 0)
         return WORKER_OK;
+    /* Sampled once per envelope, not per task: no extra syscall on the hot path. */
+    int64_t max_rss = worker_max_rss_bytes();
     for (size_t i = 0; i < ctx->pending_len; i++) {
         md_task_result *r = &ctx->pending[i];
         const worker_result_refs *refs = &ctx->pending_refs[i];
+
+        r->max_rss = max_rss;
 
         r->exc_type = bytes_str(refs->failure.exc_type);
         r->exc_message = bytes_str(refs->failure.exc_message);

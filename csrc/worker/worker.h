@@ -108,6 +108,8 @@ void worker_load_combiner(worker_ctx *ctx);
 void worker_python_release(worker_ctx *ctx);
 /* 1 when `module` can be imported from the job's sys.path (without importing it). */
 int worker_module_available(const char *module);
+/* Peak resident memory of this process so far, in bytes (0 if unknown). */
+int64_t worker_max_rss_bytes(void);
 /* cloudpickle.dumps, imported on first call; NULL with a Python error set. */
 PyObject *worker_cloudpickle_dumps(worker_ctx *ctx);
 /* Flushes sys.stdout and sys.stderr, ignoring errors. */

@@ -22,7 +22,8 @@ METRIC_COLUMNS = ("task_name", "status", "start_time", "run_time", "exception",
                   "exception_message", "exception_traceback")
 
 # Fields of a result row as JobStore.read_results returns them.
-_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE = range(10)
+(_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE,
+ _MAX_RSS, _OUTPUT) = range(12)
 # How often a waiting client checks that the supervisor still lives: a dead
 # process changes no file, so no change notification would wake the wait.
 _LIVENESS_INTERVAL = 1.0

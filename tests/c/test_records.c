@@ -199,8 +199,8 @@ int main(void)
         msgpack_pack_nil(&pk);
         msgpack_pack_nil(&pk);
         msgpack_pack_nil(&pk);
-        msgpack_pack_str_with_body(&pk, "future", 6);
-        msgpack_pack_map(&pk, 0);
+        msgpack_pack_int64(&pk, 123456);
+        msgpack_pack_str_with_body(&pk, "printed", 7);
         msgpack_pack_array(&pk, 2);
         msgpack_pack_true(&pk);
         msgpack_pack_false(&pk);
@@ -210,6 +210,8 @@ int main(void)
         CHECK(&c, count == 1 && sink.results[0].task_index == 9);
         CHECK(&c, sink.results[0].start_time == 1700000000.0 && sink.results[0].run_time == 0.25);
         CHECK(&c, sink.results[0].status == MD_TASK_FAILED && sink.results[0].value == NULL);
+        CHECK(&c, sink.results[0].max_rss == 123456);
+        CHECK(&c, str_is(sink.results[0].output, "printed"));
         msgpack_sbuffer_destroy(&sb);
 
         /* nine elements is too few; status 3 is invalid; negative index invalid */
@@ -220,7 +222,12 @@ int main(void)
         const uint8_t neg_index[] = {0x91, 0x9a, 0xff, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0};
         CHECK(&c, md_results_decode(neg_index, sizeof neg_index, NULL, NULL, NULL, &err) == MD_EFORMAT);
         const uint8_t ok_min[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0};
-        CHECK(&c, md_results_decode(ok_min, sizeof ok_min, NULL, NULL, NULL, &err) == MD_OK);
+        memset(&sink, 0, sizeof sink);
+        CHECK(&c, md_results_decode(ok_min, sizeof ok_min, collect_result, &sink, NULL, &err) == MD_OK);
+        /* a record from before max_rss and output existed reads them as 0 and nil */
+        CHECK(&c, sink.results[0].max_rss == 0 && sink.results[0].output.ptr == NULL);
+        const uint8_t bad_rss[] = {0x91, 0x9b, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xa1, 'x'};
+        CHECK(&c, md_results_decode(bad_rss, sizeof bad_rss, NULL, NULL, NULL, &err) == MD_EFORMAT);
     }
 
     /* a long results array */
