@@ -12,7 +12,7 @@ A drop-in replacement for GraphLab Create's ``deploy`` API::
     job.get_metrics()      # one row per task: status, times, exceptions
 """
 from ._errors import (FormatError, IntegrityError, JobNotFoundError, MapDeployError,
-                      SerializationError, StorageError)
+                      SerializationError, StorageError, TaskTimeout, WorkerDied)
 from ._table import Column, Table
 from . import deploy
 
@@ -20,5 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Column", "FormatError", "IntegrityError", "JobNotFoundError", "MapDeployError",
-    "SerializationError", "StorageError", "Table", "deploy", "__version__",
+    "SerializationError", "StorageError", "Table", "TaskTimeout", "WorkerDied", "deploy",
+    "__version__",
 ]

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 from typing import Any
 
-from . import _environment
+from . import _engine, _environment
 from ._mapdeploy import JobStore
 from ._pickling import loads
 from ._table import Table
@@ -20,6 +21,8 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELED, UNKNOWN = (
 FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED})
 METRIC_COLUMNS = ("task_name", "status", "start_time", "run_time", "exception",
                   "exception_message", "exception_traceback")
+# Added by get_metrics(detailed=True), after the contract's seven.
+DETAILED_COLUMNS = ("attempt", "attempts", "worker_pid", "peak_memory", "output_log")
 
 # Fields of a result row as JobStore.read_results returns them.
 (_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE,
@@ -54,6 +57,7 @@ class Job:
         self.environment = _environment.from_record(definition["environment"])
         self._records: list[tuple | None] = [None] * self._task_count
         self._combiner_record: tuple | None = None
+        self._attempts: list[int] = [0] * (self._task_count + 1)
         self._values: dict[int, Any] = {}
 
     # ------------------------------------------------------------ internals
@@ -70,6 +74,8 @@ class Job:
         records = self._records
         for row in self._store.read_results():
             index = row[_INDEX]
+            if index <= self._task_count:
+                self._attempts[index] += 1
             if index == self._task_count:
                 self._combiner_record = row
             elif index < self._task_count:
@@ -100,7 +106,9 @@ class Job:
         done = sum(record is not None for record in self._records)
         error = (f"the supervisor process of job {self.name} (pid {status['supervisor_pid']}) "
                  f"stopped before the job ended; {done} of {self._task_count} tasks have results, "
-                 f"which are kept. Its log is {self.get_log_file_path()}/supervisor.log")
+                 f"which are kept. Run the other {self._task_count - done} with job.resume() "
+                 f"(or mapdeploy.deploy.jobs[{self.name!r}].resume()). "
+                 f"Its log is {self.get_log_file_path()}/supervisor.log")
         return FAILED, error, status
 
     def _wait_final(self, timeout: float | None = None) -> str:
@@ -192,29 +200,47 @@ class Job:
         return [self._value(i) if r is not None and r[_STATUS] == COMPLETED else None
                 for i, r in enumerate(self._records)]
 
-    def get_metrics(self, wait: bool = True) -> Table:
+    def get_metrics(self, wait: bool = True, detailed: bool = False) -> Table:
         """One row per task (map tasks, then the combiner) with the contract's seven columns.
 
         Columns: task_name, status, start_time (local time), run_time (seconds,
         None for a failed task), exception, exception_message,
         exception_traceback. Waits for the job to end; with ``wait=False`` it
         returns the live view at once, unfinished tasks shown as Pending.
+
+        With ``detailed=True`` five columns follow: attempt (of the result
+        shown, 0 for the first run), attempts (how many were recorded),
+        worker_pid, peak_memory (the worker's peak resident memory in bytes
+        after the task; None when unknown) and output_log (the worker log
+        that holds what the task printed).
         """
         state = self._wait_for_results() if wait else self.get_status()
         self._refresh()
         unfinished = CANCELED if state == CANCELED else (UNKNOWN if state == FAILED else PENDING)
-        columns: dict[str, list[Any]] = {name: [] for name in METRIC_COLUMNS}
+        all_columns = METRIC_COLUMNS + (DETAILED_COLUMNS if detailed else ())
+        columns: dict[str, list[Any]] = {name: [] for name in all_columns}
         names = self._task_names
-        rows = list(zip(names, self._records))
+        rows = list(zip(names, self._records, self._attempts))
         if self._combiner_name is not None:
-            rows.append((self._combiner_name, self._combiner_record))
-        for name, record in rows:
+            rows.append((self._combiner_name, self._combiner_record, self._attempts[-1]))
+        slots = self._worker_slots() if detailed else {}
+        for name, record, attempts in rows:
             columns["task_name"].append(name)
+            if detailed:
+                columns["attempts"].append(attempts)
             if record is None:
                 columns["status"].append(unfinished)
-                for key in METRIC_COLUMNS[2:]:
-                    columns[key].append(None)
+                for key in all_columns[2:]:
+                    if key != "attempts":
+                        columns[key].append(None)
                 continue
+            if detailed:
+                slot = slots.get(record[_PID])
+                columns["attempt"].append(record[_ATTEMPT])
+                columns["worker_pid"].append(record[_PID] or None)
+                columns["peak_memory"].append(record[_MAX_RSS] or None)
+                columns["output_log"].append(
+                    None if slot is None else f"{self.get_log_file_path()}/worker-{slot}.log")
             completed = record[_STATUS] == COMPLETED
             columns["status"].append(record[_STATUS])
             columns["start_time"].append(_local_time(record[_START]))
@@ -223,6 +249,44 @@ class Job:
             columns["exception_message"].append(record[_EXC_MESSAGE])
             columns["exception_traceback"].append(record[_EXC_TB])
         return Table(columns)
+
+    def _worker_slots(self) -> dict[int, int]:
+        """{worker pid: slot} from logs/workers (a later line wins: pids can be reused)."""
+        slots: dict[int, int] = {}
+        try:
+            with open(f"{self.get_log_file_path()}/workers") as handle:
+                for line in handle:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                        slots[int(parts[0])] = int(parts[1])
+        except FileNotFoundError:
+            pass
+        return slots
+
+    def resume(self) -> None:
+        """Runs the tasks that have no result yet and completes the job (an addition to GraphLab's API).
+
+        For a job whose supervisor process was killed (its status says so),
+        that was canceled, or that failed as a whole (e.g. the disk was
+        full): a new supervisor takes the job folder over and runs only the
+        tasks without a final result (tasks that failed with no retry left
+        stay failed), then the combiner. Returns once the job runs again, like
+        ``LocalAsync``; ``get_results()`` waits for it. A Completed or still
+        running job is left alone.
+        """
+        if self._store.supervisor_alive():
+            logger.info("job %s is still running; nothing to resume", self.name)
+            return
+        state = self._store.status()["state"]
+        if state == COMPLETED:
+            logger.info("job %s has completed; nothing to resume", self.name)
+            return
+        try:
+            os.unlink(f"{self._store.path}/cancel")
+        except FileNotFoundError:
+            pass
+        self._store.launch(_engine.executable(_engine.SUPERVISOR),
+                           _engine.executable(_engine.WORKER))
 
     def get_error(self) -> str | None:
         """Why the job as a whole failed, or None."""

@@ -18,6 +18,8 @@ from ._pickling import dumps_function, dumps_kwargs
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
 _SHARD_SIZE = 4096
 _MAX_NAME_ATTEMPTS = 64
+DEFAULT_RETRY_ON: tuple[str, ...] = ("WorkerDied", "TaskTimeout")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def function_name(function: Callable[..., Any]) -> str:
@@ -43,6 +45,33 @@ def check_name(name: Any) -> str:
         raise ValueError(f"Job name {name!r} is not valid: a job name may contain only letters, "
                          "digits, '-' and '_' (it must match ^[a-zA-Z0-9-_]+$)")
     return name
+
+
+def check_retries(task_timeout: Any, max_retries: Any, retry_on: Any) -> dict[str, Any]:
+    """The job definition keys for a timeout and retries, checked."""
+    if task_timeout is not None:
+        if isinstance(task_timeout, bool) or not isinstance(task_timeout, (int, float)):
+            raise TypeError(f"task_timeout must be a number of seconds or None, "
+                            f"not {type(task_timeout).__name__}")
+        if not task_timeout > 0 or task_timeout != task_timeout or task_timeout == float("inf"):
+            raise ValueError(f"task_timeout must be a positive number of seconds, not "
+                             f"{task_timeout!r}; pass None for no limit")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+    if not 0 <= max_retries < 2**32:
+        raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+    if isinstance(retry_on, (str, type)):
+        retry_on = (retry_on,)
+    names: list[str] = []
+    for entry in retry_on:
+        name = entry.__name__ if isinstance(entry, type) and issubclass(entry, BaseException) \
+            else entry
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise TypeError("retry_on must hold 'WorkerDied', 'TaskTimeout', 'Exception' or "
+                            f"exception classes or class names; got {entry!r}")
+        names.append(name)
+    return {"task_timeout": None if task_timeout is None else float(task_timeout),
+            "max_retries": max_retries, "retry_on": names}
 
 
 def resolve_environment(environment: Any) -> Any:
@@ -73,7 +102,7 @@ def _sys_path() -> list[str]:
 
 def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, Any]],
            name: str | None, environment: Any, combiner: Callable[..., Any] | None,
-           argument_names: list[str]) -> Job:
+           argument_names: list[str], options: dict[str, Any] | None = None) -> Job:
     """Pickles everything (failing before anything is written), creates the job folder, starts it."""
     env = resolve_environment(environment)
     fname = function_name(function)
@@ -102,6 +131,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
         "environment": env._record(),
         "code": _source(function),
         "combiner_code": _source(combiner) if combiner is not None else None,
+        **(options or {}),
     }
     supervisor = _engine.executable(_engine.SUPERVISOR)
     worker = _engine.executable(_engine.WORKER)
