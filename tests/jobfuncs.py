@@ -75,3 +75,8 @@ def cwd_and_path():
 
 def big(n):
     return b"x" * n
+
+
+def big_after(n, seconds):
+    time.sleep(seconds)
+    return b"x" * n
