@@ -139,3 +139,28 @@ def test_registry_html_lists_the_session():
     assert "listed" in gl.deploy.jobs._repr_html_()
     assert "<table" in gl.deploy.environments._repr_html_()
     assert "async" in gl.deploy.environments._repr_html_()
+
+
+def test_logging_is_quiet_by_default_and_speaks_through_the_mapdeploy_logger(tmp_path):
+    script = tmp_path / "logs.py"
+    script.write_text(textwrap.dedent(f"""
+        import logging, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import jobfuncs
+        import mapdeploy as gl
+        job = gl.deploy.map_job.create(jobfuncs.add, [{{'x': 1, 'y': 1}}])
+        job.wait()
+        job.cancel()                      # already ended: logged, not raised
+        print("quiet part done", file=sys.stderr)
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+        job = gl.deploy.map_job.create(jobfuncs.add, [{{'x': 1, 'y': 1}}], name="loud")
+        job.wait()
+        job.cancel()
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, env=os.environ)
+    assert out.returncode == 0, out.stderr
+    quiet, loud = out.stderr.split("quiet part done\n")
+    assert quiet == ""
+    assert "mapdeploy INFO job loud started: 1 task(s) of add" in loud
+    assert "mapdeploy INFO job loud has already ended (Completed); nothing to cancel" in loud

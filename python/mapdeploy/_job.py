@@ -235,6 +235,7 @@ class Job:
         if state in FINAL_STATES:
             logger.info("job %s has already ended (%s); nothing to cancel", self.name, state)
             return
+        logger.info("cancelling job %s (%s)", self.name, state)
         self._store.request_cancel()
         deadline = time.monotonic() + 5.0
         self._store.wait(0)
