@@ -5,16 +5,14 @@ or ``$MAPDEPLOY_HOME``), so jobs started by any script or notebook are there.
 
 Exit codes, the same for every command (scripts can rely on them):
 
-====  ==============================================================
-0     done; for ``results``: every task completed
-1     an error: the job folder cannot be read, a job cannot be deleted, ...
-2     bad usage (unknown command or option)
-3     no such job or task
-4     ``results``: the job ended but not every task completed, or it
-      failed or was canceled (what there is was printed)
-5     not finished yet: ``results --no-wait``/``--timeout`` on a running
-      job, ``output`` of a task that has no result yet
-====  ==============================================================
+- 0: done; for ``results``, every task completed
+- 1: an error (a job folder cannot be read, a running job cannot be deleted, ...)
+- 2: bad usage (unknown command or option)
+- 3: no such job or task
+- 4: ``results`` of a job that ended without every task completing (failed
+  tasks, or the job failed or was canceled); what there is was printed
+- 5: not finished yet (``results --no-wait`` or ``--timeout`` on a running
+  job, ``output`` of a task that has no result yet)
 """
 from __future__ import annotations
 
