@@ -77,7 +77,7 @@ def big(n):
     return b"x" * n
 
 
-def chatty(x):
+def print_both(x):
     """Prints to both streams, then fails for negative x."""
     print(f"stdout says {x}")
     print(f"stderr says {x}", file=sys.stderr)
@@ -110,7 +110,7 @@ def chatty_combiner(**results):
 
 def slow_chatty(x, seconds=0.3):
     time.sleep(seconds)
-    return chatty(x)
+    return print_both(x)
 
 
 def raise_message(message):

@@ -36,7 +36,7 @@ def run_json(*args: str) -> tuple[int, object]:
 
 @pytest.fixture
 def mixed_job():
-    job = gl.deploy.map_job.create(jobfuncs.chatty, [{"x": 1}, {"x": -2}, {"x": 3}], name="mixed")
+    job = gl.deploy.map_job.create(jobfuncs.print_both, [{"x": 1}, {"x": -2}, {"x": 3}], name="mixed")
     job.wait(progress=False)
     return job
 
@@ -61,7 +61,7 @@ def test_show_prints_summary_metrics_and_how_to_see_a_failure(mixed_job):
     assert out.returncode == 0, out.stderr
     assert "Status             : Completed" in out.stdout
     assert "ValueError" in out.stdout
-    assert "mapdeploy output mixed chatty-0-1" in out.stdout
+    assert "mapdeploy output mixed print_both-0-1" in out.stdout
     code, data = run_json("show", "mixed")
     assert code == 0
     assert data["tasks"] == {"total": 3, "completed": 2, "failed": 1, "unfinished": 0}
@@ -78,7 +78,7 @@ def test_show_by_index(mixed_job):
 def test_results_with_a_failed_task_print_what_there_is_and_exit_4(mixed_job):
     out = run("results", "mixed")
     assert out.returncode == 4
-    assert out.stdout.splitlines() == ["chatty-0-0\t1", "chatty-0-1\tFailed", "chatty-0-2\t3"]
+    assert out.stdout.splitlines() == ["print_both-0-0\t1", "print_both-0-1\tFailed", "print_both-0-2\t3"]
     assert "1 of 3 task(s) did not complete" in out.stderr
     code, data = run_json("results", "mixed")
     assert code == 4
@@ -105,16 +105,16 @@ def test_results_no_wait_on_a_running_job_exits_5():
 
 
 def test_output_prints_what_a_task_printed(mixed_job):
-    out = run("output", "mixed", "chatty-0-1")
+    out = run("output", "mixed", "print_both-0-1")
     assert out.returncode == 0, out.stderr
     assert out.stdout == "stdout says -2\nstderr says -2\n"
-    code, data = run_json("output", "mixed", "chatty-0-1")
+    code, data = run_json("output", "mixed", "print_both-0-1")
     assert code == 0 and data["output"] == "stdout says -2\nstderr says -2\n"
 
 
 def test_unknown_job_or_task_exits_3(mixed_job):
     for args in (("show", "nope"), ("results", "nope"), ("cancel", "nope"),
-                 ("output", "mixed", "chatty-0-9"), ("delete", "nope-*")):
+                 ("output", "mixed", "print_both-0-9"), ("delete", "nope-*")):
         out = run(*args)
         assert out.returncode == 3, (args, out.stdout, out.stderr)
         assert out.stderr.startswith("mapdeploy: "), args

@@ -109,19 +109,19 @@ def test_wait_rejects_a_negative_timeout():
 
 
 def test_task_counts():
-    job = gl.deploy.map_job.create(jobfuncs.chatty, [{"x": 1}, {"x": -1}, {"x": 2}])
+    job = gl.deploy.map_job.create(jobfuncs.print_both, [{"x": 1}, {"x": -1}, {"x": 2}])
     job.wait(progress=False)
     assert job.get_task_counts() == {"total": 3, "completed": 2, "failed": 1, "unfinished": 0}
 
 
 def test_job_html_has_status_counts_times_metrics_and_highlights_failures():
-    job = gl.deploy.map_job.create(jobfuncs.chatty, [{"x": 1}, {"x": -1}, {"x": 2}], name="shown")
+    job = gl.deploy.map_job.create(jobfuncs.print_both, [{"x": 1}, {"x": -1}, {"x": 2}], name="shown")
     job.wait(progress=False)
     page = job._repr_html_()
     assert "shown" in page and "Completed" in page
     assert "3 total, 2 completed" in page and "1 failed" in page
     assert "Start time" in page and "Duration" in page
-    assert "<th>task_name</th>" in page and "chatty-0-0" in page
+    assert "<th>task_name</th>" in page and "print_both-0-0" in page
     assert 'class="mapdeploy-failed"' in page
     assert "negative: -1" in page
 

@@ -14,11 +14,11 @@ import mapdeploy as gl
 
 
 def test_each_task_keeps_its_own_stdout_and_stderr_in_order():
-    job = gl.deploy.map_job.create(jobfuncs.chatty, [{"x": i} for i in (1, -2, 3)])
+    job = gl.deploy.map_job.create(jobfuncs.print_both, [{"x": i} for i in (1, -2, 3)])
     job.wait(progress=False)
-    assert job.get_task_output("chatty-0-0") == "stdout says 1\nstderr says 1\n"
-    assert job.get_task_output("chatty-0-1") == "stdout says -2\nstderr says -2\n"
-    assert job.get_task_output("chatty-0-2") == "stdout says 3\nstderr says 3\n"
+    assert job.get_task_output("print_both-0-0") == "stdout says 1\nstderr says 1\n"
+    assert job.get_task_output("print_both-0-1") == "stdout says -2\nstderr says -2\n"
+    assert job.get_task_output("print_both-0-2") == "stdout says 3\nstderr says 3\n"
 
 
 def test_a_task_that_prints_nothing_has_empty_output():
@@ -75,9 +75,9 @@ def test_combiner_output_is_kept_under_its_name():
 
 
 def test_single_job_output():
-    job = gl.deploy.job.create(jobfuncs.chatty, x=5)
+    job = gl.deploy.job.create(jobfuncs.print_both, x=5)
     assert job.get_results() == 5
-    assert job.get_task_output("chatty") == "stdout says 5\nstderr says 5\n"
+    assert job.get_task_output("print_both") == "stdout says 5\nstderr says 5\n"
 
 
 def test_a_task_that_replaces_sys_stdout_does_not_hide_the_next_tasks_output():
