@@ -273,6 +273,18 @@ typedef struct {
 int md_hello_encode(const md_hello *hello, md_buf *out, md_error *err);
 int md_hello_decode(const uint8_t *data, size_t len, md_hello *out, md_error *err);
 
+/* Ready (payload of the READY envelope a worker sends once its interpreter
+ * is up): {"pid": int, "python_version": str, "error": str or nil}.  Unknown
+ * keys are ignored; a missing key reads as 0 / absent.  A non-NULL error
+ * means the worker cannot serve this job. */
+typedef struct {
+    int64_t pid;
+    md_str python_version;   /* ptr NULL when absent */
+    md_str error;            /* ptr NULL when nil or absent */
+} md_ready;
+
+int md_ready_decode(const uint8_t *payload, size_t len, md_ready *out, md_error *err);
+
 /* ---------------------------------------------------------- results log */
 
 /* Record: 4-byte big-endian length, 4-byte big-endian CRC-32C of the bytes,

@@ -730,3 +730,62 @@ cleanup:
     msgpack_unpacked_destroy(&unpacked);
     return rc;
 }
+
+int md_ready_decode(const uint8_t *payload, size_t len, md_ready *out, md_error *err)
+{
+    if (out == NULL || (payload == NULL && len != 0)) {
+        return md_fail(err, MD_EARG, "ready: NULL argument");
+    }
+    int rc = MD_OK;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    md_ready ready;
+    memset(&ready, 0, sizeof ready);
+
+    /* The bounded pre-walk matters here: the bytes come from a worker, which
+     * runs user code, and a map header announcing 4 billion entries must not
+     * make the supervisor allocate for them. */
+    rc = md_mp_unpack(payload, len, &unpacked, "ready", err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    const msgpack_object *root = &unpacked.data;
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        rc = md_fail(err, MD_EFORMAT, "ready: the payload is not a map");
+        goto cleanup;
+    }
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object *k = &root->via.map.ptr[i].key;
+        const msgpack_object *val = &root->via.map.ptr[i].val;
+        unsigned bit;
+        int ok;
+        if (md_mp_key_is(k, "pid")) {
+            bit = 1u;
+            ok = md_mp_get_int64(val, &ready.pid);
+        } else if (md_mp_key_is(k, "python_version")) {
+            bit = 2u;
+            ok = md_mp_get_str(val, &ready.python_version);
+        } else if (md_mp_key_is(k, "error")) {
+            bit = 4u;
+            ok = md_mp_get_str_or_nil(val, &ready.error);
+        } else {
+            continue;   /* room for additions within format version 1 */
+        }
+        if (seen & bit) {
+            rc = md_fail(err, MD_EFORMAT, "ready: repeated key");
+            goto cleanup;
+        }
+        seen |= bit;
+        if (!ok) {
+            rc = md_fail(err, MD_EFORMAT, "ready: field %.*s has the wrong type",
+                         (int)k->via.str.size, k->via.str.ptr);
+            goto cleanup;
+        }
+    }
+    *out = ready;
+
+cleanup:
+    msgpack_unpacked_destroy(&unpacked);
+    return rc;
+}

@@ -367,6 +367,35 @@ int main(void)
     CHECK(&c, md_results_decode(nested, sizeof nested, NULL, NULL, NULL, &err) == MD_EFORMAT);
     CHECK(&c, md_bins_decode(deep, sizeof deep, NULL, NULL, NULL, &err) == MD_EFORMAT);
 
+    /* ---- ready */
+    md_ready ready;
+    /* {"pid": 7, "python_version": "3.11", "error": nil, "later": 1} */
+    const uint8_t ready_ok[] = {0x84, 0xa3, 'p', 'i', 'd', 0x07,
+                                0xae, 'p', 'y', 't', 'h', 'o', 'n', '_', 'v', 'e', 'r', 's', 'i', 'o', 'n',
+                                0xa4, '3', '.', '1', '1', 0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0,
+                                0xa5, 'l', 'a', 't', 'e', 'r', 0x01};
+    CHECK(&c, md_ready_decode(ready_ok, sizeof ready_ok, &ready, &err) == MD_OK);
+    CHECK(&c, ready.pid == 7 && ready.error.ptr == NULL && ready.python_version.len == 4);
+    /* {"error": "no"} */
+    const uint8_t ready_error[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa2, 'n', 'o'};
+    CHECK(&c, md_ready_decode(ready_error, sizeof ready_error, &ready, &err) == MD_OK);
+    CHECK(&c, ready.error.len == 2 && memcmp(ready.error.ptr, "no", 2) == 0);
+    /* {"error": 5}, {"error": nil, "error": nil}, a trailing byte, not a map */
+    const uint8_t ready_bad_type[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0x05};
+    CHECK(&c, md_ready_decode(ready_bad_type, sizeof ready_bad_type, &ready, &err) == MD_EFORMAT);
+    const uint8_t ready_repeated[] = {0x82, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0,
+                                      0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0};
+    CHECK(&c, md_ready_decode(ready_repeated, sizeof ready_repeated, &ready, &err) == MD_EFORMAT);
+    CHECK(&c, md_ready_decode(ready_error, sizeof ready_error - 1, &ready, &err) != MD_OK);
+    const uint8_t ready_array[] = {0x91, 0x01};
+    CHECK(&c, md_ready_decode(ready_array, sizeof ready_array, &ready, &err) == MD_EFORMAT);
+    /* Regression (found by fuzz_ready): a map32 header announcing 0xffdfffff
+     * entries in a 9-byte payload made msgpack-c try to allocate ~100 GiB. */
+    const uint8_t ready_huge_map[] = {0x83, 0x69, 0xff, 0xff, 0xdf, 0xff, 0x00, 0x00, 0xc0};
+    CHECK(&c, md_ready_decode(ready_huge_map, sizeof ready_huge_map, &ready, &err) == MD_EFORMAT);
+    const uint8_t ready_map32[] = {0xdf, 0xff, 0xdf, 0xff, 0x00, 0x00, 0xc0};
+    CHECK(&c, md_ready_decode(ready_map32, sizeof ready_map32, &ready, &err) == MD_EFORMAT);
+
     md_buf_free(&buf);
     return md_test_finish(&c);
 }
