@@ -61,6 +61,9 @@ int md_fail(md_error *err, int code, const char *fmt, ...)
 int md_fail_errno(md_error *err, int errno_value, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void md_error_clear(md_error *err);
+/* Prepends "what: " to err's message (so that a decoder's message names the
+ * file it came from) and returns code. */
+int md_error_prefix(md_error *err, int code, const char *what);
 
 /* ------------------------------------------------------------------ buffer */
 
