@@ -152,6 +152,15 @@ class _Jobs(_Registry):
         entries.sort(key=lambda entry: (-entry[2], entry[0]))
         return entries
 
+    def _name_of(self, key: Any) -> str:
+        # A job folder that exists but cannot be read (a tampered definition,
+        # a key others can read) is left out of list(), but asking for it by
+        # name must say why it cannot be loaded, not that it does not exist.
+        if (isinstance(key, str) and key not in ("", ".", "..") and "/" not in key
+                and "\0" not in key and (_engine.jobs_dir() / key / "job").is_file()):
+            return key
+        return super()._name_of(key)
+
     def _load(self, name: str) -> Job:
         return Job(JobStore(str(_engine.jobs_dir() / name)))
 
