@@ -214,6 +214,8 @@ typedef struct {
     size_t sys_path_count;   /* entries via md_jobdef_sys_path */
     uint32_t num_workers;    /* 0: one per core */
     double created;
+    uint64_t worker_memory_limit;  /* bytes of address space per worker (RLIMIT_AS); 0: none.
+                                      Optional key: older definitions read as 0 */
 } md_jobdef;
 
 /* The job definition payload is a msgpack map with more keys than the C side

@@ -238,7 +238,10 @@ enum {
     JD_EXEC_PREFIX = 1u << 12,
     JD_SYS_PATH = 1u << 13,
     JD_NUM_WORKERS = 1u << 14,
-    JD_CREATED = 1u << 15
+    JD_CREATED = 1u << 15,
+    /* Optional keys (not in JD_REQUIRED): definitions written before they
+     * existed stay readable.  A high bit, away from the required ones. */
+    JD_WORKER_MEMORY_LIMIT = 1u << 24
 };
 
 /* combiner_name and combiner may be left out (same as nil). */
@@ -327,6 +330,10 @@ static unsigned read_jobdef_field(const msgpack_object *key, const msgpack_objec
     if (md_mp_key_is(key, "created")) {
         *ok = md_mp_get_double(val, &d->created);
         return JD_CREATED;
+    }
+    if (md_mp_key_is(key, "worker_memory_limit")) {
+        *ok = md_mp_get_uint(val, UINT64_MAX, &d->worker_memory_limit);
+        return JD_WORKER_MEMORY_LIMIT;
     }
     *ok = 1;
     return 0;

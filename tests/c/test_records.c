@@ -88,7 +88,9 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 16u + (extra_key ? 1u : 0u));
+    /* extra_key: bit 0 adds a key the C side ignores, bit 1 worker_memory_limit,
+     * bit 2 a worker_memory_limit of the wrong type */
+    msgpack_pack_map(&pk, 16u + ((extra_key & 1) ? 1u : 0u) + ((extra_key & 6) ? 1u : 0u));
 #define KEY(k) msgpack_pack_str_with_body(&pk, k, strlen(k))
 #define STR(v) msgpack_pack_str_with_body(&pk, v, strlen(v))
     KEY("name"); STR("my job");
@@ -109,8 +111,14 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key)
     KEY("sys_path"); msgpack_pack_array(&pk, 3); STR("/home/u"); STR("/usr/lib/python3.11"); STR("");
     KEY("num_workers"); msgpack_pack_uint32(&pk, 4);
     KEY("created"); msgpack_pack_double(&pk, 1700000000.5);
-    if (extra_key) {
+    if (extra_key & 1) {
         KEY("environment"); msgpack_pack_map(&pk, 1); STR("PATH"); STR("/bin");
+    }
+    if (extra_key & 2) {
+        KEY("worker_memory_limit"); msgpack_pack_uint64(&pk, 3ull << 30);
+    }
+    if (extra_key & 4) {
+        KEY("worker_memory_limit"); STR("3G");
     }
 #undef KEY
 #undef STR
@@ -350,6 +358,21 @@ int main(void)
               md_jobdef_get(view)->combiner_name.ptr == NULL);
     md_jobdef_free(view);
     view = NULL;
+    /* worker_memory_limit is optional: absent (older definitions) reads as 0 */
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
+    CHECK(&c, view != NULL && md_jobdef_get(view)->worker_memory_limit == 0);
+    md_jobdef_free(view);
+    view = NULL;
+    md_buf_clear(&buf);
+    encode_jobdef(&buf, 0, 3);
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
+    CHECK(&c, view != NULL && md_jobdef_get(view)->worker_memory_limit == (3ull << 30));
+    md_jobdef_free(view);
+    view = NULL;
+    md_buf_clear(&buf);
+    encode_jobdef(&buf, 0, 4);
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_EFORMAT);
+    CHECK(&c, view == NULL && strstr(err.message, "worker_memory_limit") != NULL);
     /* a missing required key */
     const uint8_t only_name[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'x'};
     CHECK(&c, md_jobdef_decode(only_name, sizeof only_name, &view, &err) == MD_EFORMAT);
