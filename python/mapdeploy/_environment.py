@@ -13,6 +13,11 @@ __all__ = ["Local", "LocalAsync"]
 # Below this a worker's interpreter (its libraries are address space too)
 # cannot even start.
 MIN_WORKER_MEMORY_LIMIT = 256 * 1024 * 1024
+# Environment names become file names (escaped, up to 5 bytes a character).
+MAX_NAME_LENGTH = 40
+# Each worker is a process with its own interpreter; more than this on one
+# machine is a typo (and 10**30 must not reach the C side as an overflow).
+MAX_NUM_WORKERS = 1024
 
 
 class _LocalEnvironment:
@@ -22,9 +27,14 @@ class _LocalEnvironment:
                  worker_memory_limit: int | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"an environment name must be a non-empty str, not {name!r}")
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"environment name {name[:20]!r}... is {len(name)} characters long; "
+                             f"at most {MAX_NAME_LENGTH} are allowed")
         if num_workers is not None and (
-                isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1):
-            raise ValueError(f"num_workers must be a positive int or None (one per core), not {num_workers!r}")
+                isinstance(num_workers, bool) or not isinstance(num_workers, int)
+            or not 1 <= num_workers <= MAX_NUM_WORKERS):
+            raise ValueError(f"num_workers must be an int from 1 to {MAX_NUM_WORKERS} or None "
+                             f"(one per core), not {num_workers!r}")
         if worker_memory_limit is not None and (
                 isinstance(worker_memory_limit, bool) or not isinstance(worker_memory_limit, int)
                 or not MIN_WORKER_MEMORY_LIMIT <= worker_memory_limit < 2 ** 63):

@@ -106,6 +106,8 @@ class _Registry:
         """
         if item is None and pattern is None:
             raise ValueError("give an item (index, name or object) or a pattern to delete")
+        if pattern is not None and not isinstance(pattern, str):
+            raise TypeError(f"pattern must be an fnmatch pattern (str), not {type(pattern).__name__}")
         names: list[str] = []
         items = item if isinstance(item, (list, tuple)) else ([] if item is None else [item])
         for one in items:

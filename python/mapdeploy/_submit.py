@@ -18,6 +18,9 @@ from ._pickling import dumps_function, dumps_kwargs
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
 _SHARD_SIZE = 4096
 _MAX_NAME_ATTEMPTS = 64
+# A job name is a folder name (at most 255 bytes); room is left for the
+# "-xxxxx" a repeated name gets.
+MAX_NAME_LENGTH = 128
 
 
 def function_name(function: Callable[..., Any]) -> str:
@@ -39,6 +42,9 @@ def check_function(function: Any, argument: str) -> None:
 def check_name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"Job name {name[:20]!r}... is {len(name)} characters long; a job name "
+                         f"has at most {MAX_NAME_LENGTH} (it names a folder)")
     if not _NAME_PATTERN.match(name):
         raise ValueError(f"Job name {name!r} is not valid: a job name may contain only letters, "
                          "digits, '-' and '_' (it must match ^[a-zA-Z0-9-_]+$)")
