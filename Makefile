@@ -34,8 +34,10 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(BUILD)/libmdcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(WARN) -Itests/c $< $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
 
+# CTEST_RUNNER: a command to run each test under, e.g. valgrind (scripts/test-sanitized).
+CTEST_RUNNER ?=
 ctest: $(CTEST_BIN)
-	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(CTEST_RUNNER) $$t; done
 
 $(BUILD)/mapdeploy-supervisor: $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a
 	$(CC) $(ALL_CFLAGS) $(WARN) $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
