@@ -11,6 +11,12 @@ A drop-in replacement for GraphLab Create's ``deploy`` API::
     job.get_results()      # [3, 7]
     job.get_metrics()      # one row per task: status, times, exceptions
 """
+import logging as _logging
+
+# Quiet by default: messages reach the user only once they configure logging
+# (e.g. logging.basicConfig(level=logging.INFO)).
+_logging.getLogger("mapdeploy").addHandler(_logging.NullHandler())
+
 from ._errors import (FormatError, IntegrityError, JobNotFoundError, MapDeployError,
                       SerializationError, StorageError)
 from ._table import Column, Table

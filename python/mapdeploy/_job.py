@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html as _html
 import logging
 import time
 from typing import Any
 
-from . import _environment
+from . import _environment, _progress
 from ._mapdeploy import JobStore
 from ._pickling import loads
 from ._table import Table
@@ -119,7 +120,7 @@ class Job:
 
     def _wait_for_results(self) -> str:
         try:
-            return self._wait_final()
+            return self._wait_progress(None, None)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(
                 f"stopped waiting for job {self.name!r}; the job is still running. "
@@ -234,6 +235,7 @@ class Job:
         if state in FINAL_STATES:
             logger.info("job %s has already ended (%s); nothing to cancel", self.name, state)
             return
+        logger.info("cancelling job %s (%s)", self.name, state)
         self._store.request_cancel()
         deadline = time.monotonic() + 5.0
         self._store.wait(0)
@@ -274,7 +276,177 @@ class Job:
         """The number of map tasks (1 for a single job)."""
         return self._task_count
 
+    # ------------------------------------------------------------ waiting and task output
+
+    def _wait_progress(self, timeout: float | None, progress: bool | None) -> str:
+        """_wait_final, with a progress bar where one is wanted and the job still runs."""
+        kind = _progress.choose(progress)
+        if kind is None:
+            return self._wait_final(timeout)
+        state = self.get_status()
+        if state in FINAL_STATES:
+            return state
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _progress.Progress(kind, self.name, self._task_count)
+        try:
+            self._store.wait(0)
+            counted = 0.0
+            while True:
+                # Counting walks every task: ten times a second is plenty for a bar.
+                if time.monotonic() - counted >= 0.1:
+                    counted = time.monotonic()
+                    counts = self.get_task_counts()
+                    combining = (self._combiner_name is not None
+                                 and counts["completed"] + counts["failed"] == self._task_count)
+                    bar.update(counts["completed"] + counts["failed"], counts["failed"],
+                               "combining" if combining else None)
+                state = self._status_record()[0]
+                if state in FINAL_STATES:
+                    counts = self.get_task_counts()
+                    bar.update(counts["completed"] + counts["failed"], counts["failed"])
+                    return state
+                remaining = _LIVENESS_INTERVAL
+                if deadline is not None:
+                    remaining = min(remaining, deadline - time.monotonic())
+                    if remaining <= 0:
+                        return state
+                self._store.wait(remaining)
+        finally:
+            bar.close(state)
+
+    def wait(self, timeout: float | None = None, progress: bool | None = None) -> str:
+        """Waits until the job ends, or until ``timeout`` seconds have passed; returns its status.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds to wait at most; ``None`` waits for as long as the job runs.
+        progress:
+            ``None`` (default) shows a progress bar (done/failed/total, rate,
+            ETA) when there is someone to see it: tqdm's widget in Jupyter,
+            a text bar when stderr is a terminal, nothing when output goes to
+            a file or a pipe. ``True`` always shows one, ``False`` never.
+
+        Returns
+        -------
+        str
+            The job's status when the wait ended: a final one (``'Completed'``,
+            ``'Failed'``, ``'Canceled'``), or ``'Pending'``/``'Running'`` when
+            the timeout passed first. Ctrl-C stops the waiting, not the job.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or at least 0 seconds, not {timeout!r}")
+        try:
+            return self._wait_progress(timeout, progress)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"stopped waiting for job {self.name!r}; the job is still running. "
+                f"Cancel it with job.cancel() or `mapdeploy cancel {self.name}`") from None
+
+    def get_task_counts(self) -> dict[str, int]:
+        """How many map tasks there are and how they stand, from the results so far.
+
+        Returns ``{'total': n, 'completed': c, 'failed': f, 'unfinished': n - c - f}``
+        (the combiner is not counted). Does not wait.
+        """
+        self._refresh()
+        completed = failed = 0
+        for record in self._records:
+            if record is None:
+                continue
+            if record[_STATUS] == COMPLETED:
+                completed += 1
+            else:
+                failed += 1
+        return {"total": self._task_count, "completed": completed, "failed": failed,
+                "unfinished": self._task_count - completed - failed}
+
+    def _task_index(self, task_name: str) -> int:
+        names = self._task_names
+        if self._combiner_name is not None and task_name == self._combiner_name:
+            return self._task_count
+        if self._kind == "map" and task_name.startswith(f"{self._function_name}-0-"):
+            suffix = task_name[len(self._function_name) + 3:]
+            if suffix.isdigit() and int(suffix) < self._task_count and names[int(suffix)] == task_name:
+                return int(suffix)
+        elif task_name in names:
+            return names.index(task_name)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise KeyError(f"job {self.name!r} has no task {task_name!r}; its tasks are named "
+                       f"{shown}" + (f" and the combiner {self._combiner_name!r}"
+                                     if self._combiner_name else "")
+                       + " (see get_metrics()['task_name'])")
+
+    def get_task_output(self, task_name: str) -> str | None:
+        """What a task printed to stdout and stderr, interleaved in the order printed.
+
+        At most 64 KiB are kept per task; longer output ends with a note, and
+        the whole of it is in the job's worker logs (``get_log_file_path()``).
+        Output written by C code or child processes straight to the file
+        descriptors is only in those logs. Returns ``''`` when the task
+        printed nothing and ``None`` while it has no result yet. Does not wait.
+
+        Parameters
+        ----------
+        task_name:
+            A task's name as in ``get_metrics()``: ``'add-0-1'``, the
+            combiner's name, or the function's name for a single job.
+
+        Raises
+        ------
+        KeyError
+            The job has no task of that name.
+        """
+        index = self._task_index(task_name)
+        self._refresh()
+        record = self._combiner_record if index == self._task_count else self._records[index]
+        if record is None:
+            return None
+        output = record[_OUTPUT] if len(record) > _OUTPUT else None
+        return output or ""
+
     # ------------------------------------------------------------ display
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: status, task counts, timings and the first metrics rows."""
+        state, error, status = self._status_record()
+        counts = self.get_task_counts()
+        start, end = status["start_time"], status["end_time"]
+        duration = None
+        if start is not None:
+            duration = (end if end is not None else time.time()) - start
+        colour = {COMPLETED: "#2e7d32", FAILED: "#c62828", CANCELED: "#6d4c41"}.get(state, "#1565c0")
+        esc = _html.escape
+        rows = [
+            ("Job", f"<b>{esc(self.name)}</b>"),
+            ("Status", f'<span style="color:{colour};font-weight:bold">{esc(state)}</span>'),
+            ("Tasks", f"{counts['total']} total, {counts['completed']} completed, "
+                      + (f'<span style="color:#c62828;font-weight:bold">{counts["failed"]} failed</span>'
+                         if counts["failed"] else "0 failed")
+                      + f", {counts['unfinished']} unfinished"),
+            ("Function(s)", esc(self._function_name
+                                + (f", {self._combiner_name}" if self._combiner_name else ""))),
+            ("Environment", esc(repr(self.environment))),
+            ("Start time", esc(str(_local_time(start)))),
+            ("End time", esc(str(_local_time(end)))),
+            ("Duration", "" if duration is None else f"{duration:.3f} s"),
+        ]
+        if error:
+            rows.append(("Error", f'<span style="color:#c62828">{esc(error)}</span>'))
+        info = "\n".join(f"<tr><th style=\"text-align:left\">{k}</th><td style=\"text-align:left\">{v}</td></tr>"
+                         for k, v in rows)
+        metrics = self.get_metrics(wait=False)
+        failed = metrics[metrics["status"] == "Failed"]
+        parts = [f'<div class="mapdeploy-job">\n<table class="mapdeploy-job-info">\n{info}\n</table>',
+                 f"<p><b>Metrics</b> (first {min(5, len(metrics))} of {len(metrics)} rows)</p>",
+                 metrics.to_html(max_rows=5)]
+        if len(failed):
+            parts.append(f"<p><b>Failed tasks</b> (first {min(5, len(failed))} of {len(failed)}; "
+                         "job.get_task_output(name) shows what a task printed)</p>")
+            parts.append(failed.select_columns(["task_name", "exception", "exception_message"])
+                         .to_html(max_rows=5, row_class=lambda row: "mapdeploy-failed"))
+        parts.append("</div>")
+        return "\n".join(parts)
 
     def __str__(self) -> str:
         state, _, status = self._status_record()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import secrets
@@ -14,6 +15,8 @@ from . import _engine, _environment
 from ._job import Job
 from ._mapdeploy import JobStore, create_job
 from ._pickling import dumps_function, dumps_kwargs
+
+logger = logging.getLogger("mapdeploy")
 
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
 _SHARD_SIZE = 4096
@@ -134,9 +137,11 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
         store.write_status("Failed", error=f"the job could not be started: {error}")
         raise
     job = Job(store)
+    logger.info("job %s started: %d task(s) of %s in %r; logs in %s", job.name, len(kwargs_list),
+                function_name(function), env, job.get_log_file_path())
     if isinstance(env, _environment.Local):
         try:
-            job._wait_final()
+            job._wait_progress(None, None)
         except KeyboardInterrupt:
             job.cancel()
             raise
