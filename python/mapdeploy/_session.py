@@ -106,6 +106,8 @@ class _Registry:
         """
         if item is None and pattern is None:
             raise ValueError("give an item (index, name or object) or a pattern to delete")
+        if pattern is not None and not isinstance(pattern, str):
+            raise TypeError(f"pattern must be an fnmatch pattern (str), not {type(pattern).__name__}")
         names: list[str] = []
         items = item if isinstance(item, (list, tuple)) else ([] if item is None else [item])
         for one in items:
@@ -151,6 +153,15 @@ class _Jobs(_Registry):
                             definition.get("created") or 0.0))
         entries.sort(key=lambda entry: (-entry[2], entry[0]))
         return entries
+
+    def _name_of(self, key: Any) -> str:
+        # A job folder that exists but cannot be read (a tampered definition,
+        # a key others can read) is left out of list(), but asking for it by
+        # name must say why it cannot be loaded, not that it does not exist.
+        if (isinstance(key, str) and key not in ("", ".", "..") and "/" not in key
+                and "\0" not in key and (_engine.jobs_dir() / key / "job").is_file()):
+            return key
+        return super()._name_of(key)
 
     def _load(self, name: str) -> Job:
         return Job(JobStore(str(_engine.jobs_dir() / name)))
