@@ -45,5 +45,5 @@ def create(function: Callable[..., Any], parameter_set: Iterable[dict[str, Any]]
     if combiner_function is not None:
         check_function(combiner_function, "combiner_function")
     kwargs_list = materialize(parameter_set)
-    where = [f"parameter_set[{i}]" for i in range(len(kwargs_list))]
-    return submit("map", function, kwargs_list, name, environment, combiner_function, where)
+    return submit("map", function, kwargs_list, name, environment, combiner_function,
+                  lambda i: f"parameter_set[{i}]")
