@@ -41,7 +41,7 @@ PER_TASK_SECONDS = {"mapdeploy": 15e-6, "pool_fork": 2e-6, "pool_spawn": 3e-6,
                     "ray": 1e-3}
 
 PLANS: dict[str, dict[str, Any]] = {
-    "full": {"throughput_n": [1000, 10000, 100000, 1000000], "cold_procs": 3, "warm": 3,
+    "full": {"throughput_n": [1000, 10000, 100000, 1000000], "cold_procs": 2, "warm": 3,
              "latency_n": 200, "bandwidth_size": 256 << 20, "bandwidth_reps": 3,
              "memory_n": 1000000, "failures_n": 100000, "failures_reps": 3,
              "efficiency_n": 2000, "efficiency_reps": 2, "budget": 30.0,
