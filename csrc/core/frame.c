@@ -11,19 +11,6 @@
  * length up front, so a peer cannot make us allocate max_len by lying. */
 #define FRAME_READ_STEP ((size_t)1 << 20)
 
-static void put_be32(uint8_t out[4], uint32_t v)
-{
-    out[0] = (uint8_t)(v >> 24);
-    out[1] = (uint8_t)(v >> 16);
-    out[2] = (uint8_t)(v >> 8);
-    out[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t in[4])
-{
-    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) |
-           (uint32_t)in[3];
-}
 
 static size_t effective_max(size_t max_len)
 {
@@ -50,7 +37,7 @@ int md_frame_write(int fd, const uint8_t *data, size_t len, md_error *err)
                        len, MD_FRAME_MAX);
     }
     uint8_t header[FRAME_HEADER_LEN];
-    put_be32(header, (uint32_t)len);
+    md_put_be32(header, (uint32_t)len);
     struct iovec iov[2] = {
         {.iov_base = header, .iov_len = sizeof header},
         {.iov_base = (void *)(uintptr_t)data, .iov_len = len},
@@ -136,7 +123,7 @@ int md_frame_read(int fd, md_buf *out, size_t max_len, md_error *err)
     if (rc != MD_OK) {
         return rc;
     }
-    size_t len = get_be32(header);
+    size_t len = md_get_be32(header);
     if (len > effective_max(max_len)) {
         return md_fail(err, MD_ETOOBIG, "frame: announced length %zu is over the limit of %zu",
                        len, effective_max(max_len));
@@ -171,7 +158,7 @@ int md_frame_parse(const uint8_t *data, size_t len, size_t max_len,
     if (len < FRAME_HEADER_LEN) {
         return 0;
     }
-    size_t body = get_be32(data);
+    size_t body = md_get_be32(data);
     if (body > effective_max(max_len)) {
         return md_fail(err, MD_ETOOBIG, "frame: announced length %zu is over the limit of %zu",
                        body, effective_max(max_len));

@@ -8,19 +8,6 @@
 
 #define LOG_HEADER_LEN 8u
 
-static void put_be32(uint8_t out[4], uint32_t v)
-{
-    out[0] = (uint8_t)(v >> 24);
-    out[1] = (uint8_t)(v >> 16);
-    out[2] = (uint8_t)(v >> 8);
-    out[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t in[4])
-{
-    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) |
-           (uint32_t)in[3];
-}
 
 int md_log_append(int fd, const uint8_t *record, size_t len, md_error *err)
 {
@@ -42,8 +29,8 @@ int md_log_append(int fd, const uint8_t *record, size_t len, md_error *err)
         rc = md_fail(err, MD_ENOMEM, "results log: out of memory for a %zu-byte record", len);
         goto cleanup;
     }
-    put_be32(whole, (uint32_t)len);
-    put_be32(whole + 4, md_crc32c(0, record, len));
+    md_put_be32(whole, (uint32_t)len);
+    md_put_be32(whole + 4, md_crc32c(0, record, len));
     memcpy(whole + LOG_HEADER_LEN, record, len);
 
     size_t written = 0;
@@ -74,8 +61,8 @@ int md_log_parse(const uint8_t *data, size_t len, const uint8_t **record,
     if (len < LOG_HEADER_LEN) {
         return 0;
     }
-    size_t body = get_be32(data);
-    uint32_t crc = get_be32(data + 4);
+    size_t body = md_get_be32(data);
+    uint32_t crc = md_get_be32(data + 4);
     /* Neither is ever written, so they are corruption, not a tail still being
      * written: a zero-filled tail would otherwise parse as endless empty
      * records, and a wild length would make readers wait forever. */

@@ -78,6 +78,23 @@ int md_buf_append(md_buf *buf, const void *data, size_t len);
 /* Removes the first n bytes (n <= len). */
 void md_buf_consume(md_buf *buf, size_t n);
 
+/* ------------------------------------------------------------- byte order */
+
+/* Frames and log records carry big-endian 32-bit lengths. */
+static inline void md_put_be32(uint8_t out[4], uint32_t value)
+{
+    out[0] = (uint8_t)(value >> 24);
+    out[1] = (uint8_t)(value >> 16);
+    out[2] = (uint8_t)(value >> 8);
+    out[3] = (uint8_t)value;
+}
+
+static inline uint32_t md_get_be32(const uint8_t in[4])
+{
+    return ((uint32_t)in[0] << 24) | ((uint32_t)in[1] << 16) | ((uint32_t)in[2] << 8) |
+           (uint32_t)in[3];
+}
+
 /* ------------------------------------------------------------------ crc32c */
 
 uint32_t md_crc32c(uint32_t crc, const void *data, size_t len);

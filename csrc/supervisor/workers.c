@@ -158,8 +158,8 @@ int sv_worker_queue_frame(sv_worker *w, const uint8_t *data, size_t len, md_erro
     if (len > MD_FRAME_MAX - 1) {
         return md_fail(err, MD_ETOOBIG, "a frame of %zu bytes is over the limit", len);
     }
-    uint8_t header[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-                         (uint8_t)len};
+    uint8_t header[4];
+    md_put_be32(header, (uint32_t)len);
     if (md_buf_append(&w->out, header, sizeof(header)) != 0 ||
         md_buf_append(&w->out, data, len) != 0) {
         return md_fail(err, MD_ENOMEM, "out of memory queueing %zu bytes for a worker", len);
