@@ -75,3 +75,48 @@ def cwd_and_path():
 
 def big(n):
     return b"x" * n
+
+
+def big_after(n, seconds):
+    time.sleep(seconds)
+    return b"x" * n
+
+
+def print_both(x):
+    """Prints to both streams, then fails for negative x."""
+    print(f"stdout says {x}")
+    print(f"stderr says {x}", file=sys.stderr)
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
+def print_bytes(n, char="a"):
+    """Prints n bytes (in UTF-8) of char, no newline."""
+    sys.stdout.write(char * (n // len(char.encode())))
+    return n
+
+
+def replace_stdout_or_print(replace):
+    """With replace, leaves sys.stdout pointing elsewhere, as a careless task might; else prints."""
+    if replace:
+        import io
+        sys.stdout = io.StringIO()
+        print("lost")
+        return "replaced"
+    print("printed")
+    return "printed"
+
+
+def chatty_combiner(**results):
+    print(f"combining {len(results)}")
+    return len(results)
+
+
+def slow_chatty(x, seconds=0.3):
+    time.sleep(seconds)
+    return print_both(x)
+
+
+def raise_message(message):
+    raise ValueError(message)

@@ -228,6 +228,12 @@ typedef struct {
     size_t sys_path_count;   /* entries via md_jobdef_sys_path */
     uint32_t num_workers;    /* 0: one per core */
     double created;
+    /* Optional keys (added within format version 1; absent in older
+     * definitions, which read as the defaults): */
+    double task_timeout;     /* seconds a task may run; 0: no limit */
+    uint32_t max_retries;    /* extra attempts for a task whose failure is retryable */
+    size_t retry_on_count;   /* entries via md_jobdef_retry_on; absent: the default */
+    int retry_on_given;      /* 1 when the key was present */
 } md_jobdef;
 
 /* The job definition payload is a msgpack map with more keys than the C side
@@ -239,6 +245,9 @@ int md_jobdef_decode(const uint8_t *payload, size_t len, md_jobdef_view **out,
                      md_error *err);
 const md_jobdef *md_jobdef_get(const md_jobdef_view *view);
 md_str md_jobdef_sys_path(const md_jobdef_view *view, size_t index);
+/* Entry index of retry_on: "WorkerDied", "TaskTimeout", "Exception" (any
+ * exception the function raised) or an exception class name. */
+md_str md_jobdef_retry_on(const md_jobdef_view *view, size_t index);
 void md_jobdef_free(md_jobdef_view *view);
 
 /* Status (payload of the STATUS envelope, file <job>/status). */

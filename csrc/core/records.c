@@ -220,6 +220,7 @@ struct md_jobdef_view {
     msgpack_unpacked unpacked;        /* owns the zone; strings point into the payload */
     md_jobdef def;
     const msgpack_object *sys_path;   /* the array, inside the zone */
+    const msgpack_object *retry_on;   /* the array, inside the zone; NULL when absent */
 };
 
 enum {
@@ -238,10 +239,14 @@ enum {
     JD_EXEC_PREFIX = 1u << 12,
     JD_SYS_PATH = 1u << 13,
     JD_NUM_WORKERS = 1u << 14,
-    JD_CREATED = 1u << 15
+    JD_CREATED = 1u << 15,
+    JD_TASK_TIMEOUT = 1u << 16,
+    JD_MAX_RETRIES = 1u << 17,
+    JD_RETRY_ON = 1u << 18
 };
 
 /* combiner_name and combiner may be left out (same as nil). */
+/* combiner_name, combiner and the keys from bit 16 on may be left out. */
 #define JD_REQUIRED (0xffffu & ~(unsigned)(JD_COMBINER_NAME | JD_COMBINER))
 
 static int str_equals(md_str s, const char *lit)
@@ -327,6 +332,29 @@ static unsigned read_jobdef_field(const msgpack_object *key, const msgpack_objec
     if (md_mp_key_is(key, "created")) {
         *ok = md_mp_get_double(val, &d->created);
         return JD_CREATED;
+    }
+    /* optional: definitions written before these keys existed run without
+     * a timeout or retries, as they always did */
+    if (md_mp_key_is(key, "task_timeout")) {
+        d->task_timeout = 0;
+        *ok = val->type == MSGPACK_OBJECT_NIL ||
+              (md_mp_get_double(val, &d->task_timeout) && d->task_timeout >= 0);
+        return JD_TASK_TIMEOUT;
+    }
+    if (md_mp_key_is(key, "max_retries")) {
+        *ok = md_mp_get_uint(val, UINT32_MAX, &u);
+        d->max_retries = (uint32_t)u;
+        return JD_MAX_RETRIES;
+    }
+    if (md_mp_key_is(key, "retry_on")) {
+        *ok = val->type == MSGPACK_OBJECT_ARRAY;
+        for (uint32_t i = 0; *ok && i < val->via.array.size; i++) {
+            *ok = val->via.array.ptr[i].type == MSGPACK_OBJECT_STR;
+        }
+        view->retry_on = val;
+        d->retry_on_count = *ok ? val->via.array.size : 0;
+        d->retry_on_given = 1;
+        return JD_RETRY_ON;
     }
     *ok = 1;
     return 0;
@@ -417,6 +445,16 @@ md_str md_jobdef_sys_path(const md_jobdef_view *view, size_t index)
         return s;
     }
     (void)md_mp_get_str(&view->sys_path->via.array.ptr[index], &s);
+    return s;
+}
+
+md_str md_jobdef_retry_on(const md_jobdef_view *view, size_t index)
+{
+    md_str s = {NULL, 0};
+    if (view == NULL || view->retry_on == NULL || index >= view->def.retry_on_count) {
+        return s;
+    }
+    (void)md_mp_get_str(&view->retry_on->via.array.ptr[index], &s);
     return s;
 }
 

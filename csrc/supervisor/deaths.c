@@ -78,7 +78,8 @@ static int requeue_unanswered(sv_ctx *ctx, sv_worker *w, md_error *err)
     for (size_t b = 0; b < w->nbatches; b++) {
         const sv_batch *batch = &w->batches[b];
         for (uint64_t i = batch->answered; i < batch->count; i++) {
-            int rc = sv_suspect_push(ctx, batch->first + i, batch->attempt + 1, err);
+            /* not a recorded attempt: the task may never have started */
+            int rc = sv_suspect_push(ctx, batch->first + i, batch->attempt, err);
             if (rc != 0) {
                 return rc;
             }

@@ -150,7 +150,9 @@ static int load_shards(sv_ctx *ctx, md_error *err)
     ctx->shards = calloc((size_t)shards, sizeof(*ctx->shards));
     ctx->tasks = calloc((size_t)ctx->task_count, sizeof(*ctx->tasks));
     ctx->task_state = calloc((size_t)ctx->task_count, 1);
-    if (ctx->shards == NULL || ctx->tasks == NULL || ctx->task_state == NULL) {
+    ctx->next_attempt = calloc((size_t)ctx->task_count, sizeof(*ctx->next_attempt));
+    if (ctx->shards == NULL || ctx->tasks == NULL || ctx->task_state == NULL ||
+        ctx->next_attempt == NULL) {
         return md_fail(err, MD_ENOMEM, "out of memory for %llu tasks",
                        (unsigned long long)ctx->task_count);
     }
@@ -191,7 +193,7 @@ int sv_load_job(sv_ctx *ctx, md_error *err)
         return md_fail(err, MD_ENOMEM, "out of memory");
     }
     ctx->undispatched = ctx->task_count;
-    return 0;
+    return sv_retry_setup(ctx, err);
 }
 
 void sv_unload_job(sv_ctx *ctx)
@@ -206,6 +208,8 @@ void sv_unload_job(sv_ctx *ctx)
     ctx->tasks = NULL;
     free(ctx->task_state);
     ctx->task_state = NULL;
+    free(ctx->next_attempt);
+    ctx->next_attempt = NULL;
     free(ctx->suspects);
     ctx->suspects = NULL;
     free(ctx->batch_items);

@@ -133,6 +133,9 @@ static int settle(sv_ctx *ctx, md_error *err)
 {
     int rc = sv_reap_workers(ctx, err);
     if (rc == 0) {
+        rc = sv_check_timeouts(ctx, err);
+    }
+    if (rc == 0) {
         rc = ensure_workers(ctx, err);
     }
     if (rc == 0) {

@@ -40,6 +40,7 @@ static int check_order(void *vctx, const md_task_result *r)
 typedef struct {
     sv_ctx *ctx;
     sv_worker *w;
+    md_error *err;
 } apply_ctx;
 
 static void update_ewma(sv_worker *w, double run_time)
@@ -64,19 +65,17 @@ static int apply_result(void *vctx, const md_task_result *r)
 {
     apply_ctx *a = vctx;
     sv_batch *b = &a->w->batches[0];
+    int rc = 0;
     if (b->is_combine) {
         a->ctx->combine_done = 1;
     } else {
-        if (a->ctx->task_state[r->task_index] == SV_TASK_PENDING) {
-            a->ctx->task_state[r->task_index] = SV_TASK_DONE;
-            a->ctx->tasks_done++;
-        }
+        rc = sv_task_ended(a->ctx, r, a->err);
         update_ewma(a->w, r->run_time);
     }
     if (++b->answered == b->count) {
         pop_batch(a->w);
     }
-    return 0;
+    return rc;
 }
 
 /* A worker that sends what it should not cannot be trusted with the rest of
@@ -118,7 +117,7 @@ static int handle_results(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_
     if (rc != 0) {
         return rc;
     }
-    apply_ctx apply = {ctx, w};
+    apply_ctx apply = {ctx, w, err};
     return md_results_decode(env.payload, env.payload_len, apply_result, &apply, NULL, err);
 }
 
@@ -159,50 +158,9 @@ int sv_append_worker_died(sv_ctx *ctx, const sv_batch *batch, uint64_t index, pi
 {
     char how[128];
     char message[256];
-    md_task_result r;
-    md_envelope env;
     sv_describe_exit(wstatus, how, sizeof(how));
-    int n = snprintf(message, sizeof(message),
-                     "the worker process (pid %d) %s%s while running this task", (int)pid,
-                     WIFSIGNALED(wstatus) ? "was " : "", how);
-    memset(&r, 0, sizeof(r));
-    r.task_index = index;
-    r.status = MD_TASK_FAILED;
-    r.attempt = batch->attempt;
-    r.start_time = batch->sent_wall;
-    r.run_time = md_monotonic_time() - batch->sent_mono;
-    r.worker_pid = (int64_t)pid;
-    r.exc_type.ptr = "WorkerDied";
-    r.exc_type.len = strlen("WorkerDied");
-    r.exc_message.ptr = message;
-    r.exc_message.len = n < 0 ? 0 : strlen(message);
-    md_buf_clear(&ctx->scratch);
-    int rc = md_results_encode(&r, 1, &ctx->scratch, err);
-    if (rc != 0) {
-        return rc;
-    }
-    memset(&env, 0, sizeof(env));
-    env.kind = MD_KIND_RESULTS;
-    env.job_id = ctx->job_id;
-    env.job_id_len = strlen(ctx->job_id);
-    env.first = index;
-    env.count = 1;
-    env.attempt = batch->attempt;
-    env.payload = ctx->scratch.data;
-    env.payload_len = ctx->scratch.len;
-    md_buf_clear(&ctx->scratch2);
-    rc = md_envelope_encode(&ctx->key, &env, &ctx->scratch2, err);
-    if (rc == 0) {
-        rc = sv_log_append(ctx, ctx->scratch2.data, ctx->scratch2.len, err);
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    if (batch->is_combine) {
-        ctx->combine_done = 1;
-    } else if (ctx->task_state[index] == SV_TASK_PENDING) {
-        ctx->task_state[index] = SV_TASK_DONE;
-        ctx->tasks_done++;
-    }
-    return 0;
+    (void)snprintf(message, sizeof(message),
+                   "the worker process (pid %d) %s%s while running this task", (int)pid,
+                   WIFSIGNALED(wstatus) ? "was " : "", how);
+    return sv_append_failure(ctx, batch, index, pid, "WorkerDied", message, err);
 }

@@ -74,20 +74,47 @@ static int walk_log(sv_ctx *ctx, const md_buf *bytes, record_visitor visit, void
     return 0;
 }
 
+/* A task with a Completed result, or a failure with no retry left, is done
+ * and does not run again: a resumed job runs only the tasks that have no
+ * final result (docs/architecture.md, "Resume").  A failure with a retry
+ * left is queued at its next attempt once the whole log is read. */
 static int mark_resumed(sv_ctx *ctx, void *vctx, const md_task_result *r)
 {
     (void)vctx;
-    if (r->status != MD_TASK_COMPLETED) {
-        return 0;  /* failed tasks run again on resume */
-    }
     if (r->task_index == ctx->task_count) {
-        ctx->needs_combine = 0;
+        if (r->status == MD_TASK_COMPLETED) {
+            ctx->needs_combine = 0;
+        }
         return 0;
     }
-    if (ctx->task_state[r->task_index] == SV_TASK_PENDING) {
-        ctx->task_state[r->task_index] = SV_TASK_DONE;
-        ctx->tasks_done++;
+    uint8_t *state = &ctx->task_state[r->task_index];
+    if (*state == SV_TASK_DONE) {
+        return 0;
+    }
+    if (*state == SV_TASK_PENDING) {
         ctx->undispatched--;
+    }
+    if (r->status == MD_TASK_COMPLETED || !sv_should_retry(ctx, r)) {
+        *state = SV_TASK_DONE;
+        ctx->tasks_done++;
+    } else {
+        *state = SV_TASK_QUEUED;
+        if (ctx->next_attempt[r->task_index] < r->attempt + 1) {
+            ctx->next_attempt[r->task_index] = r->attempt + 1;
+        }
+    }
+    return 0;
+}
+
+static int queue_resumed_retries(sv_ctx *ctx, md_error *err)
+{
+    for (uint64_t i = 0; i < ctx->task_count; i++) {
+        if (ctx->task_state[i] == SV_TASK_QUEUED) {
+            int rc = sv_suspect_push(ctx, i, ctx->next_attempt[i], err);
+            if (rc != 0) {
+                return rc;
+            }
+        }
     }
     return 0;
 }
@@ -135,6 +162,9 @@ int sv_log_resume(sv_ctx *ctx, md_error *err)
         md_error_clear(err);
     } else if (rc == 0) {
         rc = walk_log(ctx, &bytes, mark_resumed, NULL, &whole_len, err);
+        if (rc == 0) {
+            rc = queue_resumed_retries(ctx, err);
+        }
         if (rc == 0 && whole_len < bytes.len) {
             rc = truncate_tail(path, whole_len, err);
         }

@@ -56,6 +56,9 @@ uint64_t sv_inflight_tasks(const sv_ctx *ctx)
  * leave other workers idle. */
 static uint64_t batch_size(const sv_ctx *ctx, const sv_worker *w)
 {
+    if (ctx->task_timeout > 0) {
+        return 1;  /* see retry.c: the supervisor must know which task runs */
+    }
     double per_task = w->ewma < SV_MIN_TASK_SECONDS ? SV_MIN_TASK_SECONDS : w->ewma;
     double want = SV_BATCH_TARGET_SECONDS / per_task;
     uint64_t n = want >= (double)SV_MAX_BATCH ? SV_MAX_BATCH : (want < 1.0 ? 1 : (uint64_t)want);
@@ -75,7 +78,7 @@ static int can_send(const sv_ctx *ctx, const sv_worker *w)
         return ctx->suspect_len > 0 || ctx->undispatched > 0;
     }
     if (w->nbatches == 1) {
-        return !w->batches[0].alone && w->have_ewma && ctx->suspect_len == 0 &&
+        return ctx->task_timeout <= 0 && !w->batches[0].alone && w->have_ewma && ctx->suspect_len == 0 &&
                ctx->undispatched > 0;
     }
     return 0;

@@ -40,8 +40,10 @@ typedef enum {
 } sv_run_outcome;
 
 typedef enum {
-    SV_TASK_PENDING = 0,  /* no result in this run (or no Completed one before) */
-    SV_TASK_DONE = 1      /* has a result: the map phase need not run it again */
+    SV_TASK_PENDING = 0,  /* no final result yet; dispatched from the cursor */
+    SV_TASK_DONE = 1,     /* has a final result: the map phase need not run it again */
+    SV_TASK_QUEUED = 2    /* no final result; waits in the suspect queue (a retry
+                             found in the log on resume), not at the cursor */
 } sv_task_state;
 
 typedef struct {
@@ -111,6 +113,13 @@ typedef struct {
     size_t shard_count;
     sv_task *tasks;
     uint8_t *task_state;  /* sv_task_state per task */
+    uint32_t *next_attempt;  /* per task: attempt number of its next run (failed
+                                attempts recorded so far) */
+    double task_timeout;  /* seconds; 0: none.  When set, a worker runs one task
+                             at a time, so the supervisor knows which task runs
+                             and since when */
+    uint32_t max_retries;
+    unsigned retry_mask;  /* SV_RETRY_* */
     uint64_t task_count;
     uint64_t tasks_done;
     uint64_t cursor;      /* next task index the in-order dispatch looks at */
@@ -140,6 +149,12 @@ typedef struct {
     const uint8_t **batch_items;  /* SV_MAX_BATCH entries */
     size_t *batch_lens;
 } sv_ctx;
+
+/* What a failed attempt may be retried for (job definition key retry_on). */
+#define SV_RETRY_WORKER_DIED 1u
+#define SV_RETRY_TIMEOUT 2u
+#define SV_RETRY_EXCEPTION 4u  /* any exception the function raised */
+#define SV_RETRY_NAMED 8u      /* exceptions whose class name is listed */
 
 /* main.c */
 void sv_report(sv_ctx *ctx, const char *message);
@@ -193,6 +208,14 @@ int sv_handle_frame(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t len,
                     md_error *err);
 int sv_append_worker_died(sv_ctx *ctx, const sv_batch *batch, uint64_t index,
                           pid_t pid, int wstatus, md_error *err);
+
+/* retry.c */
+int sv_retry_setup(sv_ctx *ctx, md_error *err);
+int sv_should_retry(const sv_ctx *ctx, const md_task_result *r);
+int sv_task_ended(sv_ctx *ctx, const md_task_result *r, md_error *err);
+int sv_append_failure(sv_ctx *ctx, const sv_batch *batch, uint64_t index, pid_t pid,
+                      const char *exc_type, const char *message, md_error *err);
+int sv_check_timeouts(sv_ctx *ctx, md_error *err);
 
 /* deaths.c */
 int sv_read_worker(sv_ctx *ctx, sv_worker *w, md_error *err);

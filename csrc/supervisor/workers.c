@@ -93,6 +93,28 @@ static int send_hello(sv_ctx *ctx, sv_worker *w, md_error *err)
     return rc;
 }
 
+/* logs/workers: one line "<pid> <slot>" per worker started, so that a
+ * result's worker_pid tells which logs/worker-<slot>.log holds what its task
+ * printed (get_metrics(detailed=True)).  Best effort: it only helps to find
+ * a log, so a failed write is reported and the job goes on. */
+static void record_worker(const sv_ctx *ctx, pid_t pid, unsigned slot)
+{
+    char path[MD_PATH_MAX];
+    char line[64];
+    if (md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_LOGS_DIR "/workers", NULL) != 0) {
+        return;
+    }
+    int n = snprintf(line, sizeof(line), "%d %u\n", (int)pid, slot);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || n <= 0 || write(fd, line, (size_t)n) != (ssize_t)n) {
+        fprintf(stderr, "mapdeploy-supervisor: could not record worker pid %d in %s\n",
+                (int)pid, path);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
 {
     int log_fd = -1;
@@ -124,6 +146,7 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
         exec_worker(ctx->worker_path, sv[1], null_fd, log_fd, parent);
     }
     ctx->spawned++;
+    record_worker(ctx, pid, w->slot);
     w->state = SV_WORKER_STARTING;
     w->pid = pid;
     w->fd = sv[0];

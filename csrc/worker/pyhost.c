@@ -214,6 +214,10 @@ int worker_python_start(worker_ctx *ctx, char *error, size_t error_len)
         describe_error(ctx, "could not find cloudpickle on the job's sys.path", error, error_len);
         goto cleanup;
     }
+    if (worker_capture_install(ctx) != 0) {
+        describe_error(ctx, "could not capture sys.stdout and sys.stderr", error, error_len);
+        goto cleanup;
+    }
     ctx->empty_tuple = PyTuple_New(0);
     ctx->protocol_kwargs = Py_BuildValue("{s:i}", "protocol", 5);
     if (ctx->empty_tuple == NULL || ctx->protocol_kwargs == NULL) {
@@ -327,6 +331,7 @@ void worker_python_release(worker_ctx *ctx)
     Py_CLEAR(ctx->format_exception);
     Py_CLEAR(ctx->empty_tuple);
     Py_CLEAR(ctx->protocol_kwargs);
+    worker_capture_free(ctx);
 }
 
 static void flush_stream(const char *name)

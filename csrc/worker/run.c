@@ -171,6 +171,7 @@ void worker_failure_clear(worker_failure *failure)
 static void refs_clear(worker_result_refs *refs)
 {
     Py_CLEAR(refs->value);
+    Py_CLEAR(refs->output);
     worker_failure_clear(&refs->failure);
 }
 
@@ -258,6 +259,7 @@ static worker_status flush_pending(worker_ctx *ctx)
         r->exc_type = bytes_str(refs->failure.exc_type);
         r->exc_message = bytes_str(refs->failure.exc_message);
         r->exc_traceback = bytes_str(refs->failure.exc_traceback);
+        r->output = bytes_str(refs->output);
         r->value = refs->value != NULL ? (const uint8_t *)PyBytes_AS_STRING(refs->value)
                                        : NULL;
         r->value_len = refs->value != NULL ? (size_t)PyBytes_GET_SIZE(refs->value) : 0;
@@ -350,9 +352,11 @@ static void call_and_record(worker_ctx *ctx, PyObject *callable, PyObject *kwarg
 {
     PyObject *value = NULL;
 
+    worker_capture_begin(ctx);
     if (kwargs != NULL)
         value = PyObject_Call(callable, ctx->empty_tuple, kwargs);
     r->run_time = md_monotonic_time() - t0;
+    refs->output = worker_capture_take(ctx);
     if (value == NULL) {
         /* Everything, SystemExit and KeyboardInterrupt included, fails only
          * this task: the exception is taken, never printed or acted on. */

@@ -5,6 +5,7 @@
  *   io.c      frames and envelopes on the protocol socket, the READY payload
  *   pyhost.c  interpreter start-up, imports, loading pickled callables
  *   run.c     running tasks and the combiner, turning exceptions into results
+ *   capture.c sys.stdout/sys.stderr writers that keep what each task prints
  *
  * Exit codes: 0 the supervisor closed the socket; 1 the worker cannot serve
  * the job (version mismatch, Python failed to start, socket error); 2 the
@@ -26,6 +27,10 @@
 #define WORKER_EXIT_FAIL 1
 #define WORKER_EXIT_REJECT 2
 #define WORKER_EXIT_USAGE 64
+
+/* At most this much of what one task prints is kept in its result (the
+ * worker log keeps everything). */
+#define WORKER_OUTPUT_CAP ((size_t)64 * 1024)
 
 /* Results are sent at least this often while a batch runs. */
 #define WORKER_FLUSH_INTERVAL 0.1
@@ -50,7 +55,16 @@ typedef struct {
 typedef struct {
     PyObject *value;          /* bytes: the pickled return value, or NULL */
     worker_failure failure;   /* all NULL on success */
+    PyObject *output;         /* bytes: what the task printed (UTF-8), or NULL */
 } worker_result_refs;
+
+/* What the running task printed so far, at most WORKER_OUTPUT_CAP bytes. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t written;           /* bytes printed, kept or not */
+} worker_capture;
 
 typedef struct {
     int fd;                           /* the protocol socket */
@@ -86,6 +100,9 @@ typedef struct {
     worker_result_refs *pending_refs;
     size_t pending_len;
     size_t pending_cap;
+    worker_capture capture;           /* the running task's output */
+    PyObject *capture_stdout;         /* the writers installed as sys.stdout/stderr */
+    PyObject *capture_stderr;
     uint32_t attempt;                 /* of the envelope being answered */
     double last_send;                 /* monotonic time of the last RESULTS */
 } worker_ctx;
@@ -114,6 +131,15 @@ int64_t worker_max_rss_bytes(void);
 PyObject *worker_cloudpickle_dumps(worker_ctx *ctx);
 /* Flushes sys.stdout and sys.stderr, ignoring errors. */
 void worker_flush_python_stdio(void);
+
+/* capture.c */
+/* Replaces sys.stdout and sys.stderr by capturing writers; -1 with a Python error. */
+int worker_capture_install(worker_ctx *ctx);
+/* Starts a task's capture (and puts the writers back if a task replaced them). */
+void worker_capture_begin(worker_ctx *ctx);
+/* The task's output as new UTF-8 bytes (with a note when cut), or NULL when it printed nothing. */
+PyObject *worker_capture_take(worker_ctx *ctx);
+void worker_capture_free(worker_ctx *ctx);
 
 /* run.c */
 /* Fills out from exc; prefix (may be NULL) is put before the message.

@@ -11,8 +11,14 @@ A drop-in replacement for GraphLab Create's ``deploy`` API::
     job.get_results()      # [3, 7]
     job.get_metrics()      # one row per task: status, times, exceptions
 """
+import logging as _logging
+
+# Quiet by default: messages reach the user only once they configure logging
+# (e.g. logging.basicConfig(level=logging.INFO)).
+_logging.getLogger("mapdeploy").addHandler(_logging.NullHandler())
+
 from ._errors import (FormatError, IntegrityError, JobNotFoundError, MapDeployError,
-                      SerializationError, StorageError)
+                      SerializationError, StorageError, TaskTimeout, WorkerDied)
 from ._table import Column, Table
 from . import deploy
 
@@ -20,5 +26,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Column", "FormatError", "IntegrityError", "JobNotFoundError", "MapDeployError",
-    "SerializationError", "StorageError", "Table", "deploy", "__version__",
+    "SerializationError", "StorageError", "Table", "TaskTimeout", "WorkerDied", "deploy",
+    "__version__",
 ]

@@ -17,6 +17,8 @@ __all__ = [
     "StorageError",
     "SerializationError",
     "JobNotFoundError",
+    "TaskTimeout",
+    "WorkerDied",
 ]
 
 
@@ -29,3 +31,19 @@ class JobNotFoundError(MapDeployError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class TaskTimeout(MapDeployError):
+    """A task ran longer than its job's ``task_timeout``; its worker was killed and replaced.
+
+    Tasks never raise it in your code: it is the ``exception`` a timed-out
+    task shows in ``get_metrics()``, and a name ``retry_on`` accepts.
+    """
+
+
+class WorkerDied(MapDeployError):
+    """The worker process running a task died (a signal, ``os._exit``, the OOM killer).
+
+    Like ``TaskTimeout``, it is what ``get_metrics()`` shows for such a task
+    and a name ``retry_on`` accepts.
+    """

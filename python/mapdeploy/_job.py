@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import html as _html
 import logging
+import os
 import time
-from typing import Any
+from typing import Any, Callable
 
-from . import _environment
+from . import _engine, _environment, _progress
 from ._mapdeploy import JobStore
 from ._pickling import loads
 from ._table import Table
@@ -20,6 +22,8 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELED, UNKNOWN = (
 FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED})
 METRIC_COLUMNS = ("task_name", "status", "start_time", "run_time", "exception",
                   "exception_message", "exception_traceback")
+# Added by get_metrics(detailed=True), after the contract's seven.
+DETAILED_COLUMNS = ("attempt", "attempts", "worker_pid", "peak_memory", "output_log")
 
 # Fields of a result row as JobStore.read_results returns them.
 (_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE,
@@ -54,6 +58,7 @@ class Job:
         self.environment = _environment.from_record(definition["environment"])
         self._records: list[tuple | None] = [None] * self._task_count
         self._combiner_record: tuple | None = None
+        self._attempts: list[int] = [0] * (self._task_count + 1)
         self._values: dict[int, Any] = {}
 
     # ------------------------------------------------------------ internals
@@ -70,6 +75,8 @@ class Job:
         records = self._records
         for row in self._store.read_results():
             index = row[_INDEX]
+            if index <= self._task_count:
+                self._attempts[index] += 1
             if index == self._task_count:
                 self._combiner_record = row
             elif index < self._task_count:
@@ -100,13 +107,19 @@ class Job:
         done = sum(record is not None for record in self._records)
         error = (f"the supervisor process of job {self.name} (pid {status['supervisor_pid']}) "
                  f"stopped before the job ended; {done} of {self._task_count} tasks have results, "
-                 f"which are kept. Its log is {self.get_log_file_path()}/supervisor.log")
+                 f"which are kept. Run the other {self._task_count - done} with job.resume() "
+                 f"(or mapdeploy.deploy.jobs[{self.name!r}].resume()). "
+                 f"Its log is {self.get_log_file_path()}/supervisor.log")
         return FAILED, error, status
 
-    def _wait_final(self, timeout: float | None = None) -> str:
+    def _wait_final(self, timeout: float | None = None,
+                    on_change: Callable[[], None] | None = None) -> str:
+        """Waits until the job ends or timeout passes; calls on_change whenever the folder changed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._store.wait(0)  # start watching before the first look, so no change is missed
         while True:
+            if on_change is not None:
+                on_change()
             state = self._status_record()[0]
             if state in FINAL_STATES:
                 return state
@@ -119,7 +132,7 @@ class Job:
 
     def _wait_for_results(self) -> str:
         try:
-            return self._wait_final()
+            return self._wait_progress(None, None)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(
                 f"stopped waiting for job {self.name!r}; the job is still running. "
@@ -203,29 +216,47 @@ class Job:
         return [self._value(i) if r is not None and r[_STATUS] == COMPLETED else None
                 for i, r in enumerate(self._records)]
 
-    def get_metrics(self, wait: bool = True) -> Table:
+    def get_metrics(self, wait: bool = True, detailed: bool = False) -> Table:
         """One row per task (map tasks, then the combiner) with the contract's seven columns.
 
         Columns: task_name, status, start_time (local time), run_time (seconds,
         None for a failed task), exception, exception_message,
         exception_traceback. Waits for the job to end; with ``wait=False`` it
         returns the live view at once, unfinished tasks shown as Pending.
+
+        With ``detailed=True`` five columns follow: attempt (of the result
+        shown, 0 for the first run), attempts (how many were recorded),
+        worker_pid, peak_memory (the worker's peak resident memory in bytes
+        after the task; None when unknown) and output_log (the worker log
+        that holds what the task printed).
         """
         state = self._wait_for_results() if wait else self.get_status()
         self._refresh()
         unfinished = CANCELED if state == CANCELED else (UNKNOWN if state == FAILED else PENDING)
-        columns: dict[str, list[Any]] = {name: [] for name in METRIC_COLUMNS}
+        all_columns = METRIC_COLUMNS + (DETAILED_COLUMNS if detailed else ())
+        columns: dict[str, list[Any]] = {name: [] for name in all_columns}
         names = self._task_names
-        rows = list(zip(names, self._records))
+        rows = list(zip(names, self._records, self._attempts))
         if self._combiner_name is not None:
-            rows.append((self._combiner_name, self._combiner_record))
-        for name, record in rows:
+            rows.append((self._combiner_name, self._combiner_record, self._attempts[-1]))
+        slots = self._worker_slots() if detailed else {}
+        for name, record, attempts in rows:
             columns["task_name"].append(name)
+            if detailed:
+                columns["attempts"].append(attempts)
             if record is None:
                 columns["status"].append(unfinished)
-                for key in METRIC_COLUMNS[2:]:
-                    columns[key].append(None)
+                for key in all_columns[2:]:
+                    if key != "attempts":
+                        columns[key].append(None)
                 continue
+            if detailed:
+                slot = slots.get(record[_PID])
+                columns["attempt"].append(record[_ATTEMPT])
+                columns["worker_pid"].append(record[_PID] or None)
+                columns["peak_memory"].append(record[_MAX_RSS] or None)
+                columns["output_log"].append(
+                    None if slot is None else f"{self.get_log_file_path()}/worker-{slot}.log")
             completed = record[_STATUS] == COMPLETED
             columns["status"].append(record[_STATUS])
             columns["start_time"].append(_local_time(record[_START]))
@@ -234,6 +265,44 @@ class Job:
             columns["exception_message"].append(record[_EXC_MESSAGE])
             columns["exception_traceback"].append(record[_EXC_TB])
         return Table(columns)
+
+    def _worker_slots(self) -> dict[int, int]:
+        """{worker pid: slot} from logs/workers (a later line wins: pids can be reused)."""
+        slots: dict[int, int] = {}
+        try:
+            with open(f"{self.get_log_file_path()}/workers") as handle:
+                for line in handle:
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                        slots[int(parts[0])] = int(parts[1])
+        except FileNotFoundError:
+            pass
+        return slots
+
+    def resume(self) -> None:
+        """Runs the tasks that have no result yet and completes the job (an addition to GraphLab's API).
+
+        For a job whose supervisor process was killed (its status says so),
+        that was canceled, or that failed as a whole (e.g. the disk was
+        full): a new supervisor takes the job folder over and runs only the
+        tasks without a final result (tasks that failed with no retry left
+        stay failed), then the combiner. Returns once the job runs again, like
+        ``LocalAsync``; ``get_results()`` waits for it. A Completed or still
+        running job is left alone.
+        """
+        if self._store.supervisor_alive():
+            logger.info("job %s is still running; nothing to resume", self.name)
+            return
+        state = self._store.status()["state"]
+        if state == COMPLETED:
+            logger.info("job %s has completed; nothing to resume", self.name)
+            return
+        try:
+            os.unlink(f"{self._store.path}/cancel")
+        except FileNotFoundError:
+            pass
+        self._store.launch(_engine.executable(_engine.SUPERVISOR),
+                           _engine.executable(_engine.WORKER))
 
     def get_error(self) -> str | None:
         """Why the job as a whole failed, or None."""
@@ -245,6 +314,7 @@ class Job:
         if state in FINAL_STATES:
             logger.info("job %s has already ended (%s); nothing to cancel", self.name, state)
             return
+        logger.info("cancelling job %s (%s)", self.name, state)
         self._store.request_cancel()
         deadline = time.monotonic() + 5.0
         self._store.wait(0)
@@ -285,7 +355,167 @@ class Job:
         """The number of map tasks (1 for a single job)."""
         return self._task_count
 
+    # ------------------------------------------------------------ waiting and task output
+
+    def _wait_progress(self, timeout: float | None, progress: bool | None) -> str:
+        """_wait_final, with a progress bar where one is wanted and the job still runs."""
+        kind = _progress.choose(progress)
+        if kind is None or self.get_status() in FINAL_STATES:
+            return self._wait_final(timeout)
+        bar = _progress.Progress(kind, self.name, self._task_count)
+        last_count = [0.0]
+
+        def show(final: bool = False) -> None:
+            # Counting walks every task: ten times a second is plenty for a bar.
+            if not final and time.monotonic() - last_count[0] < 0.1:
+                return
+            last_count[0] = time.monotonic()
+            counts = self.get_task_counts()
+            ended = counts["completed"] + counts["failed"]
+            combining = not final and self._combiner_name is not None and ended == self._task_count
+            bar.update(ended, counts["failed"], "combining" if combining else None)
+
+        state = UNKNOWN
+        try:
+            state = self._wait_final(timeout, on_change=show)
+            show(final=True)
+            return state
+        finally:
+            bar.close(state)
+
+    def wait(self, timeout: float | None = None, progress: bool | None = None) -> str:
+        """Waits until the job ends, or until ``timeout`` seconds have passed; returns its status.
+
+        Parameters
+        ----------
+        timeout:
+            Seconds to wait at most; ``None`` waits for as long as the job runs.
+        progress:
+            ``None`` (default) shows a progress bar (done/failed/total, rate,
+            ETA) when there is someone to see it: tqdm's widget in Jupyter,
+            a text bar when stderr is a terminal, nothing when output goes to
+            a file or a pipe. ``True`` always shows one, ``False`` never.
+
+        Returns
+        -------
+        str
+            The job's status when the wait ended: a final one (``'Completed'``,
+            ``'Failed'``, ``'Canceled'``), or ``'Pending'``/``'Running'`` when
+            the timeout passed first. Ctrl-C stops the waiting, not the job.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or at least 0 seconds, not {timeout!r}")
+        try:
+            return self._wait_progress(timeout, progress)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"stopped waiting for job {self.name!r}; the job is still running. "
+                f"Cancel it with job.cancel() or `mapdeploy cancel {self.name}`") from None
+
+    def get_task_counts(self) -> dict[str, int]:
+        """How many map tasks there are and how they stand, from the results so far.
+
+        Returns ``{'total': n, 'completed': c, 'failed': f, 'unfinished': n - c - f}``
+        (the combiner is not counted). Does not wait.
+        """
+        self._refresh()
+        completed = failed = 0
+        for record in self._records:
+            if record is None:
+                continue
+            if record[_STATUS] == COMPLETED:
+                completed += 1
+            else:
+                failed += 1
+        return {"total": self._task_count, "completed": completed, "failed": failed,
+                "unfinished": self._task_count - completed - failed}
+
+    def _task_index(self, task_name: str) -> int:
+        names = self._task_names
+        if self._combiner_name is not None and task_name == self._combiner_name:
+            return self._task_count
+        if self._kind == "map" and task_name.startswith(f"{self._function_name}-0-"):
+            suffix = task_name[len(self._function_name) + 3:]
+            if suffix.isdigit() and int(suffix) < self._task_count and names[int(suffix)] == task_name:
+                return int(suffix)
+        elif task_name in names:
+            return names.index(task_name)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise KeyError(f"job {self.name!r} has no task {task_name!r}; its tasks are named "
+                       f"{shown}" + (f" and the combiner {self._combiner_name!r}"
+                                     if self._combiner_name else "")
+                       + " (see get_metrics()['task_name'])")
+
+    def get_task_output(self, task_name: str) -> str | None:
+        """What a task printed to stdout and stderr, interleaved in the order printed.
+
+        At most 64 KiB are kept per task; longer output ends with a note, and
+        the whole of it is in the job's worker logs (``get_log_file_path()``).
+        Output written by C code or child processes straight to the file
+        descriptors is only in those logs. Returns ``''`` when the task
+        printed nothing and ``None`` while it has no result yet. Does not wait.
+
+        Parameters
+        ----------
+        task_name:
+            A task's name as in ``get_metrics()``: ``'add-0-1'``, the
+            combiner's name, or the function's name for a single job.
+
+        Raises
+        ------
+        KeyError
+            The job has no task of that name.
+        """
+        index = self._task_index(task_name)
+        self._refresh()
+        record = self._combiner_record if index == self._task_count else self._records[index]
+        if record is None:
+            return None
+        output = record[_OUTPUT] if len(record) > _OUTPUT else None
+        return output or ""
+
     # ------------------------------------------------------------ display
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: status, task counts, timings and the first metrics rows."""
+        state, error, status = self._status_record()
+        counts = self.get_task_counts()
+        start, end = status["start_time"], status["end_time"]
+        duration = None
+        if start is not None:
+            duration = (end if end is not None else time.time()) - start
+        colour = {COMPLETED: "#2e7d32", FAILED: "#c62828", CANCELED: "#6d4c41"}.get(state, "#1565c0")
+        esc = _html.escape
+        rows = [
+            ("Job", f"<b>{esc(self.name)}</b>"),
+            ("Status", f'<span style="color:{colour};font-weight:bold">{esc(state)}</span>'),
+            ("Tasks", f"{counts['total']} total, {counts['completed']} completed, "
+                      + (f'<span style="color:#c62828;font-weight:bold">{counts["failed"]} failed</span>'
+                         if counts["failed"] else "0 failed")
+                      + f", {counts['unfinished']} unfinished"),
+            ("Function(s)", esc(self._function_name
+                                + (f", {self._combiner_name}" if self._combiner_name else ""))),
+            ("Environment", esc(repr(self.environment))),
+            ("Start time", esc(str(_local_time(start)))),
+            ("End time", esc(str(_local_time(end)))),
+            ("Duration", "" if duration is None else f"{duration:.3f} s"),
+        ]
+        if error:
+            rows.append(("Error", f'<span style="color:#c62828">{esc(error)}</span>'))
+        info = "\n".join(f"<tr><th style=\"text-align:left\">{k}</th><td style=\"text-align:left\">{v}</td></tr>"
+                         for k, v in rows)
+        metrics = self.get_metrics(wait=False)
+        failed = metrics[metrics["status"] == "Failed"]
+        parts = [f'<div class="mapdeploy-job">\n<table class="mapdeploy-job-info">\n{info}\n</table>',
+                 f"<p><b>Metrics</b> (first {min(5, len(metrics))} of {len(metrics)} rows)</p>",
+                 metrics.to_html(max_rows=5)]
+        if len(failed):
+            parts.append(f"<p><b>Failed tasks</b> (first {min(5, len(failed))} of {len(failed)}; "
+                         "job.get_task_output(name) shows what a task printed)</p>")
+            parts.append(failed.select_columns(["task_name", "exception", "exception_message"])
+                         .to_html(max_rows=5, row_class=lambda row: "mapdeploy-failed"))
+        parts.append("</div>")
+        return "\n".join(parts)
 
     def __str__(self) -> str:
         state, _, status = self._status_record()

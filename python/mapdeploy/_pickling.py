@@ -8,6 +8,9 @@ import by name).
 """
 from __future__ import annotations
 
+import linecache
+import operator
+import os
 import pickle
 import sys
 from typing import Any, Callable, Iterator
@@ -99,12 +102,72 @@ def _unimportable_module(func: Any) -> Any:
     return module
 
 
+# At most this much source text travels with a function (notebook cells).
+_SOURCES_LIMIT = 4 * 1024 * 1024
+
+
+def _unsaved_sources() -> dict[str, tuple[int, None, list[str], str]]:
+    """linecache entries of code that exists in no file: notebook cells, IPython input.
+
+    A worker formats a task's traceback with linecache, which finds the
+    lines of a script or module by reading its file; the cells of a notebook
+    are only in this process's linecache, so their lines travel with the job.
+    """
+    found: dict[str, tuple[int, None, list[str], str]] = {}
+    total = 0
+    for filename, entry in list(linecache.cache.items()):
+        if len(entry) != 4 or not entry[2] or os.path.exists(filename):
+            continue
+        size = entry[0] if isinstance(entry[0], int) else 0
+        if total + size > _SOURCES_LIMIT:
+            break
+        total += size
+        found[filename] = (size, None, list(entry[2]), filename)  # mtime None: never re-checked
+    return found
+
+
+class _CacheUpdate:
+    """Unpickles as ``linecache.cache.update(entries)``, with no import of mapdeploy."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        self.entries = entries
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict.update, (_LinecacheCache(), self.entries))
+
+
+class _LinecacheCache:
+    """Unpickles as the unpickling process's ``linecache.cache``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (linecache, "cache"))
+
+
+class _WithSources:
+    """Unpickles as the function, after adding the source lines to linecache."""
+
+    def __init__(self, func: Callable[..., Any], entries: dict[str, Any]) -> None:
+        self.func = func
+        self.entries = entries
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # getitem((update(...) -> None, func), 1): the update runs first.
+        return (operator.getitem, ((_CacheUpdate(self.entries), self.func), 1))
+
+
 def dumps_function(func: Callable[..., Any], what: str) -> bytes:
-    """cloudpickle of a function; SerializationError naming the part that fails."""
+    """cloudpickle of a function; SerializationError naming the part that fails.
+
+    The source lines of notebook cells go with it, so tracebacks of failed
+    tasks show the user's own lines.
+    """
     by_value = _unimportable_module(func)
     if by_value is not None:
         cloudpickle.register_pickle_by_value(by_value)
     try:
+        sources = _unsaved_sources()
+        if sources:
+            return cloudpickle.dumps(_WithSources(func, sources), protocol=PROTOCOL)
         return cloudpickle.dumps(func, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001
         raise _fail(what, func) from None

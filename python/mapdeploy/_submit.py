@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 import secrets
@@ -15,9 +16,13 @@ from ._job import Job
 from ._mapdeploy import JobStore, create_job
 from ._pickling import dumps_all_kwargs, dumps_function
 
+logger = logging.getLogger("mapdeploy")
+
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
 _SHARD_SIZE = 4096
 _MAX_NAME_ATTEMPTS = 64
+DEFAULT_RETRY_ON: tuple[str, ...] = ("WorkerDied", "TaskTimeout")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def function_name(function: Callable[..., Any]) -> str:
@@ -43,6 +48,33 @@ def check_name(name: Any) -> str:
         raise ValueError(f"Job name {name!r} is not valid: a job name may contain only letters, "
                          "digits, '-' and '_' (it must match ^[a-zA-Z0-9-_]+$)")
     return name
+
+
+def check_retries(task_timeout: Any, max_retries: Any, retry_on: Any) -> dict[str, Any]:
+    """The job definition keys for a timeout and retries, checked."""
+    if task_timeout is not None:
+        if isinstance(task_timeout, bool) or not isinstance(task_timeout, (int, float)):
+            raise TypeError(f"task_timeout must be a number of seconds or None, "
+                            f"not {type(task_timeout).__name__}")
+        if not task_timeout > 0 or task_timeout != task_timeout or task_timeout == float("inf"):
+            raise ValueError(f"task_timeout must be a positive number of seconds, not "
+                             f"{task_timeout!r}; pass None for no limit")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+    if not 0 <= max_retries < 2**32:
+        raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+    if isinstance(retry_on, (str, type)):
+        retry_on = (retry_on,)
+    names: list[str] = []
+    for entry in retry_on:
+        name = entry.__name__ if isinstance(entry, type) and issubclass(entry, BaseException) \
+            else entry
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise TypeError("retry_on must hold 'WorkerDied', 'TaskTimeout', 'Exception' or "
+                            f"exception classes or class names; got {entry!r}")
+        names.append(name)
+    return {"task_timeout": None if task_timeout is None else float(task_timeout),
+            "max_retries": max_retries, "retry_on": names}
 
 
 def resolve_environment(environment: Any) -> Any:
@@ -73,7 +105,7 @@ def _sys_path() -> list[str]:
 
 def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, Any]],
            name: str | None, environment: Any, combiner: Callable[..., Any] | None,
-           argument_name: Callable[[int], str]) -> Job:
+           argument_name: Callable[[int], str], options: dict[str, Any] | None = None) -> Job:
     """Pickles everything (failing before anything is written), creates the job folder, starts it.
 
     argument_name(i) names kwargs_list[i] in errors (only called when there is one).
@@ -105,6 +137,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
         "environment": env._record(),
         "code": _source(function),
         "combiner_code": _source(combiner) if combiner is not None else None,
+        **(options or {}),
     }
     supervisor = _engine.executable(_engine.SUPERVISOR)
     worker = _engine.executable(_engine.WORKER)
@@ -130,9 +163,11 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
         store.write_status("Failed", error=f"the job could not be started: {error}")
         raise
     job = Job(store)
+    logger.info("job %s started: %d task(s) of %s in %r; logs in %s", job.name, len(kwargs_list),
+                function_name(function), env, job.get_log_file_path())
     if isinstance(env, _environment.Local):
         try:
-            job._wait_final()
+            job._wait_progress(None, None)
         except KeyboardInterrupt:
             job.cancel()
             raise

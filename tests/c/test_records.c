@@ -82,13 +82,13 @@ static int prefixes_rejected(const md_buf *buf, int which)
     return 1;
 }
 
-static void encode_jobdef(md_buf *out, int with_combiner, int extra_key)
+static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int with_retries)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 16u + (extra_key ? 1u : 0u));
+    msgpack_pack_map(&pk, 16u + (extra_key ? 1u : 0u) + (with_retries ? 3u : 0u));
 #define KEY(k) msgpack_pack_str_with_body(&pk, k, strlen(k))
 #define STR(v) msgpack_pack_str_with_body(&pk, v, strlen(v))
     KEY("name"); STR("my job");
@@ -111,6 +111,11 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key)
     KEY("created"); msgpack_pack_double(&pk, 1700000000.5);
     if (extra_key) {
         KEY("environment"); msgpack_pack_map(&pk, 1); STR("PATH"); STR("/bin");
+    }
+    if (with_retries) {
+        KEY("task_timeout"); msgpack_pack_double(&pk, 2.5);
+        KEY("max_retries"); msgpack_pack_uint32(&pk, 3);
+        KEY("retry_on"); msgpack_pack_array(&pk, 2); STR("WorkerDied"); STR("ValueError");
     }
 #undef KEY
 #undef STR
@@ -321,7 +326,7 @@ int main(void)
 
     /* ---- jobdef */
     md_jobdef_view *view = NULL;
-    encode_jobdef(&buf, 1, 1);
+    encode_jobdef(&buf, 1, 1, 0);
     CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
     if (view != NULL) {
         const md_jobdef *d = md_jobdef_get(view);
@@ -337,6 +342,9 @@ int main(void)
         md_str empty = md_jobdef_sys_path(view, 2);
         CHECK(&c, empty.ptr != NULL && empty.len == 0);
         CHECK(&c, md_jobdef_sys_path(view, 3).ptr == NULL);
+        /* a definition written before the optional keys existed: the defaults */
+        CHECK(&c, d->task_timeout == 0 && d->max_retries == 0 && !d->retry_on_given);
+        CHECK(&c, d->retry_on_count == 0 && md_jobdef_retry_on(view, 0).ptr == NULL);
         CHECK(&c, (const uint8_t *)d->name.ptr > buf.data &&
                   (const uint8_t *)d->name.ptr < buf.data + buf.len);
     }
@@ -344,8 +352,14 @@ int main(void)
     view = NULL;
     CHECK(&c, prefixes_rejected(&buf, 3));
     md_buf_clear(&buf);
-    encode_jobdef(&buf, 0, 0);
+    encode_jobdef(&buf, 0, 0, 1);
     CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
+    if (view != NULL) {
+        const md_jobdef *d = md_jobdef_get(view);
+        CHECK(&c, d->task_timeout == 2.5 && d->max_retries == 3 && d->retry_on_given);
+        CHECK(&c, d->retry_on_count == 2 && str_is(md_jobdef_retry_on(view, 1), "ValueError"));
+        CHECK(&c, md_jobdef_retry_on(view, 2).ptr == NULL);
+    }
     CHECK(&c, view != NULL && md_jobdef_get(view)->combiner == NULL &&
               md_jobdef_get(view)->combiner_name.ptr == NULL);
     md_jobdef_free(view);
