@@ -190,6 +190,27 @@ def dumps_kwargs(kwargs: dict[str, Any], what: str) -> bytes:
         raise _fail(what, kwargs) from None
 
 
+def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[bytes]:
+    """Pickles of every task's keyword arguments, in order.
+
+    The common case (plain values, nothing from ``__main__``) is one C-level
+    ``pickle.dumps`` per dict in a list comprehension: about 1 µs a task
+    instead of 2 through ``dumps_kwargs``. Only the dicts that fail or refer
+    to ``__main__`` go through ``dumps_kwargs``; ``what(i)`` names dict i in
+    its error, built only when there is one.
+    """
+    dumps = pickle.dumps
+    try:
+        pickled = [dumps(kwargs, PROTOCOL) for kwargs in kwargs_list]
+    except Exception:  # noqa: BLE001 - some dict needs cloudpickle, or fails: one at a time
+        return [dumps_kwargs(kwargs, what(i)) for i, kwargs in enumerate(kwargs_list)]
+    marker = _MAIN_MARKER
+    for i, data in enumerate(pickled):
+        if marker in data:
+            pickled[i] = dumps_kwargs(kwargs_list[i], what(i))
+    return pickled
+
+
 def loads(data: bytes) -> Any:
     """Unpickles bytes whose authenticity the caller has checked."""
     return pickle.loads(data)
