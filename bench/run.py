@@ -39,6 +39,12 @@ ALL_SYSTEMS = ["mapdeploy", "pool_fork", "pool_spawn", "ppe_submit", "ppe_map", 
 PER_TASK_SECONDS = {"mapdeploy": 15e-6, "pool_fork": 2e-6, "pool_spawn": 3e-6,
                     "ppe_submit": 300e-6, "ppe_map": 5e-6, "joblib": 10e-6, "dask": 2e-3,
                     "ray": 1e-3}
+# Rough cost of starting a system in a fresh process (a pool, a cluster), paid
+# by every child process that measures it; a plan with a "startup_budget"
+# leaves out the systems that would spend more than that per child.
+STARTUP_SECONDS = {"mapdeploy": 0.1, "pool_fork": 0.05, "pool_spawn": 0.3,
+                   "ppe_submit": 0.3, "ppe_map": 0.1, "joblib": 1.0, "dask": 8.0,
+                   "ray": 12.0}
 
 PLANS: dict[str, dict[str, Any]] = {
     "full": {"throughput_n": [1000, 10000, 100000, 1000000], "cold_procs": 2, "warm": 3,
@@ -46,11 +52,14 @@ PLANS: dict[str, dict[str, Any]] = {
              "memory_n": 1000000, "failures_n": 100000, "failures_reps": 3,
              "efficiency_n": 2000, "efficiency_reps": 2, "budget": 30.0,
              "systems": ALL_SYSTEMS},
-    "quick": {"throughput_n": [1000, 10000, 100000], "cold_procs": 1, "warm": 2,
-              "latency_n": 100, "bandwidth_size": 64 << 20, "bandwidth_reps": 2,
+    # Under two minutes on 2 cores: one child process per case and system,
+    # N up to 100k only for the systems that do it in well under a second,
+    # and no system whose start alone costs seconds per child (Dask, Ray).
+    "quick": {"throughput_n": [1000, 100000], "cold_procs": 1, "warm": 2,
+              "latency_n": 50, "bandwidth_size": 32 << 20, "bandwidth_reps": 1,
               "memory_n": 100000, "failures_n": 10000, "failures_reps": 1,
-              "efficiency_n": 200, "efficiency_reps": 1, "budget": 3.0,
-              "systems": ALL_SYSTEMS},
+              "efficiency_n": 200, "efficiency_reps": 1, "budget": 1.5,
+              "startup_budget": 2.0, "systems": ALL_SYSTEMS},
     "smoke": {"throughput_n": [100], "cold_procs": 1, "warm": 1, "latency_n": 5,
               "bandwidth_size": 1 << 20, "bandwidth_reps": 1, "memory_n": 1000,
               "failures_n": 200, "failures_reps": 1, "efficiency_n": 10,
@@ -87,6 +96,15 @@ def too_slow(system: str, n: int, budget: float) -> str | None:
     return None
 
 
+def too_slow_to_start(system: str, plan: dict[str, Any]) -> str | None:
+    """Why a plan leaves the system out entirely (its start-up per child), or None."""
+    limit = plan.get("startup_budget")
+    if limit is not None and STARTUP_SECONDS[system] > limit:
+        return (f"not run in this plan: ~{STARTUP_SECONDS[system]:.0f} s to start "
+                "in each child process")
+    return None
+
+
 def measure(plan: dict[str, Any], chosen: list[str], home: str, log: Any) -> dict[str, Any]:
     cases: dict[str, dict[str, Any]] = {c: {} for c in
                                         ("throughput", "latency", "bandwidth", "memory",
@@ -104,10 +122,13 @@ def measure(plan: dict[str, Any], chosen: list[str], home: str, log: Any) -> dic
             f"{json.dumps(value)[:110]}")
 
     for system in chosen:
-        missing = available(system)
+        missing = available(system) or too_slow_to_start(system, plan)
         if missing:
             for case in cases:
                 cases[case][system] = {"error": missing}
+            # case 1 is kept per N: one "not run" entry for each
+            cases["throughput"][system] = {str(n): {"error": missing}
+                                           for n in plan["throughput_n"]}
             log(f"  {system}: {missing}")
             continue
         for n in plan["throughput_n"]:
