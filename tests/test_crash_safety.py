@@ -39,9 +39,8 @@ def completed(job) -> dict[str, object]:
     """{task name: result} of the tasks that have completed, as on disk now."""
     fresh = gl.deploy.jobs[job.name]
     fresh._refresh()
-    return {name: fresh._value(i) for i, (name, record) in
-            enumerate(zip(fresh._task_names, fresh._records))
-            if record is not None and record[1] == "Completed"}
+    return {name: fresh._value(i) for i, name in enumerate(fresh._task_names)
+            if fresh._results.status(i) == "Completed"}
 
 
 def records_per_task(job) -> dict[int, int]:

@@ -85,7 +85,7 @@ def test_a_task_that_replaces_sys_stdout_does_not_hide_the_next_tasks_output():
     job = gl.deploy.map_job.create(jobfuncs.replace_stdout_or_print,
                                    [{"replace": True}, {"replace": False}], environment=env)
     assert job.get_results() == ["replaced", "printed"]
-    assert len({record[5] for record in job._records}) == 1, "both tasks must run in one worker"
+    assert len({job._record(i)[5] for i in range(2)}) == 1, "both tasks must run in one worker"
     assert job.get_task_output("replace_stdout_or_print-0-1") == "printed\n"
 
 

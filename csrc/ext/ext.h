@@ -3,6 +3,7 @@
  *   convert.c   Python objects <-> msgpack (job definitions, statuses)
  *   jobstore.c  the JobStore type and create_job
  *   process.c   starting the supervisor, probing it, waiting for changes
+ *   results.c   the ResultTable type: a job's results held column by column
  */
 #ifndef MAPDEPLOY_EXT_H
 #define MAPDEPLOY_EXT_H
@@ -19,6 +20,7 @@ typedef struct {
     PyObject *format_error;     /* FormatError(MapDeployError): malformed or future data */
     PyObject *storage_error;    /* StorageError(MapDeployError, OSError) */
     PyTypeObject *job_store_type;
+    PyTypeObject *result_table_type;
 } md_module_state;
 
 md_module_state *md_state_of_module(PyObject *module);
@@ -37,6 +39,12 @@ PyObject *md_unpack_object(const msgpack_object *obj);
 PyObject *md_unpack_bytes(md_module_state *state, const uint8_t *data, size_t len);
 
 int md_job_store_add_type(PyObject *module, md_module_state *state);
+/* results.c */
+int md_result_table_add_type(PyObject *module, md_module_state *state);
+/* Takes one authenticated result record into a ResultTable (its type checked
+ * by the caller); -1 with an exception set. */
+int md_result_table_add(PyObject *table, const md_task_result *r);
+
 PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* process.c */

@@ -420,15 +420,24 @@ cleanup:
     return rc;
 }
 
-static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignored))
+static int add_to_table(void *ctx, const md_task_result *r)
 {
-    JobStoreObject *self = (JobStoreObject *)op;
-    results_collector collector = {NULL, NULL, NULL};
+    return md_result_table_add(ctx, r);
+}
+
+/* Authenticates the records appended to the results log since the last read
+ * and hands each task result to visit.  0, or -1 with an exception set.  On
+ * an error the read offset moves past the records already taken when
+ * keep_taken is set (a ResultTable keeps them, so reading them again would
+ * count their attempts twice), else it stays (a list of rows is dropped). */
+static int read_new_results(JobStoreObject *self, md_result_visitor visit, void *ctx,
+                            int keep_taken)
+{
     char log_path[MD_PATH_MAX];
     md_buf data;
     md_error err;
-    PyObject *result = NULL;
     size_t position = 0;
+    int result = -1;
     int rc;
 
     md_buf_init(&data);
@@ -443,12 +452,6 @@ static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignore
     Py_END_ALLOW_THREADS
     if (rc != MD_OK && rc != MD_ENOENT) {
         (void)raise_for(self, &err);
-        goto cleanup;
-    }
-    collector.list = PyList_New(0);
-    collector.completed = PyUnicode_InternFromString("Completed");
-    collector.failed = PyUnicode_InternFromString("Failed");
-    if (collector.list == NULL || collector.completed == NULL || collector.failed == NULL) {
         goto cleanup;
     }
     for (;;) {
@@ -478,7 +481,7 @@ static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignore
             (void)md_raise(state_of(self), &err, context);
             goto cleanup;
         }
-        rc = md_results_decode(env.payload, env.payload_len, collect_result, &collector, NULL, &err);
+        rc = md_results_decode(env.payload, env.payload_len, visit, ctx, NULL, &err);
         if (rc != MD_OK) {
             if (!PyErr_Occurred()) {
                 (void)raise_for(self, &err);
@@ -487,16 +490,56 @@ static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignore
         }
         position += consumed;
     }
-    self->results_offset += position;
+    result = 0;
+cleanup:
+    if (result == 0 || keep_taken) {
+        self->results_offset += position;
+    }
+    store_unlock(self);
+    md_buf_free(&data);
+    return result;
+}
+
+static PyObject *job_store_read_results(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    results_collector collector = {NULL, NULL, NULL};
+    PyObject *result = NULL;
+    collector.list = PyList_New(0);
+    collector.completed = PyUnicode_InternFromString("Completed");
+    collector.failed = PyUnicode_InternFromString("Failed");
+    if (collector.list == NULL || collector.completed == NULL || collector.failed == NULL) {
+        goto cleanup;
+    }
+    if (read_new_results((JobStoreObject *)op, collect_result, &collector, 0) < 0) {
+        goto cleanup;
+    }
     result = collector.list;
     collector.list = NULL;
 cleanup:
-    store_unlock(self);
     Py_XDECREF(collector.list);
     Py_XDECREF(collector.completed);
     Py_XDECREF(collector.failed);
-    md_buf_free(&data);
     return result;
+}
+
+/* read_results_into(table): the same records, taken into a ResultTable
+ * column by column, with no Python object per task. */
+static PyObject *job_store_read_results_into(PyObject *op, PyObject *table)
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_module_state *state = state_of(self);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (!Py_IS_TYPE(table, state->result_table_type)) {
+        PyErr_Format(PyExc_TypeError, "read_results_into() takes a ResultTable, not %s",
+                     Py_TYPE(table)->tp_name);
+        return NULL;
+    }
+    if (read_new_results(self, add_to_table, table, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *job_store_rewind_results(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -704,6 +747,9 @@ static PyMethodDef job_store_methods[] = {
      PyDoc_STR("read_results() -> list[tuple]\n\nResults appended since the last call: (task_index, "
                "status, attempt, start_time, run_time, worker_pid, exc_type, exc_message, "
                "exc_traceback, value_pickle, max_rss, output).")},
+    {"read_results_into", job_store_read_results_into, METH_O,
+     PyDoc_STR("read_results_into(table)\n\nTakes the results appended since the last read "
+               "into a ResultTable.")},
     {"rewind_results", job_store_rewind_results, METH_NOARGS,
      PyDoc_STR("rewind_results()\n\nThe next read_results() starts from the beginning.")},
     {"launch", (PyCFunction)(void (*)(void))job_store_launch, METH_VARARGS | METH_KEYWORDS,

@@ -112,6 +112,9 @@ static int module_exec(PyObject *module)
     if (md_job_store_add_type(module, state) < 0) {
         goto cleanup;
     }
+    if (md_result_table_add_type(module, state) < 0) {
+        goto cleanup;
+    }
     if (PyModule_AddIntConstant(module, "FORMAT_VERSION", (long)MD_FORMAT_VERSION) < 0) {
         goto cleanup;
     }
@@ -129,6 +132,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->format_error);
     Py_VISIT(state->storage_error);
     Py_VISIT(state->job_store_type);
+    Py_VISIT(state->result_table_type);
     return 0;
 }
 
@@ -140,6 +144,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(state->format_error);
     Py_CLEAR(state->storage_error);
     Py_CLEAR(state->job_store_type);
+    Py_CLEAR(state->result_table_type);
     return 0;
 }
 

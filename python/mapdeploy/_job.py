@@ -5,11 +5,12 @@ import datetime as _dt
 import html as _html
 import logging
 import os
+import pickle
 import time
 from typing import Any, Callable
 
 from . import _engine, _environment, _progress
-from ._mapdeploy import JobStore
+from ._mapdeploy import JobStore, ResultTable
 from ._pickling import loads
 from ._table import Table
 
@@ -25,7 +26,7 @@ METRIC_COLUMNS = ("task_name", "status", "start_time", "run_time", "exception",
 # Added by get_metrics(detailed=True), after the contract's seven.
 DETAILED_COLUMNS = ("attempt", "attempts", "worker_pid", "peak_memory", "output_log")
 
-# Fields of a result row as JobStore.read_results returns them.
+# Fields of a result row as ResultTable.row returns them.
 (_INDEX, _STATUS, _ATTEMPT, _START, _RUN_TIME, _PID, _EXC_TYPE, _EXC_MESSAGE, _EXC_TB, _VALUE,
  _MAX_RSS, _OUTPUT) = range(12)
 # How often a waiting client checks that the supervisor still lives: a dead
@@ -56,10 +57,9 @@ class Job:
         self._combiner_name: str | None = definition.get("combiner_name")
         self._task_count: int = definition["task_count"]
         self.environment = _environment.from_record(definition["environment"])
-        self._records: list[tuple | None] = [None] * self._task_count
-        self._combiner_record: tuple | None = None
-        self._attempts: list[int] = [0] * (self._task_count + 1)
-        self._values: dict[int, Any] = {}
+        # Rows 0..n-1: the map tasks; row n: the combiner. Held column by
+        # column in C: no Python object per task until one is asked for.
+        self._results = ResultTable(self._task_count)
 
     # ------------------------------------------------------------ internals
 
@@ -72,26 +72,20 @@ class Job:
 
     def _refresh(self) -> None:
         """Takes in results appended since the last look; the first Completed result of a task wins."""
-        records = self._records
-        for row in self._store.read_results():
-            index = row[_INDEX]
-            if index <= self._task_count:
-                self._attempts[index] += 1
-            if index == self._task_count:
-                self._combiner_record = row
-            elif index < self._task_count:
-                previous = records[index]
-                if previous is None or previous[_STATUS] != COMPLETED:
-                    records[index] = row
-                    self._values.pop(index, None)
+        self._store.read_results_into(self._results)
+
+    def _record(self, index: int) -> tuple | None:
+        """The result row shown for a task (``task_count``: the combiner), or None."""
+        return self._results.row(index)
 
     def _value(self, index: int) -> Any:
-        if index not in self._values:
-            record = self._records[index]
-            if record is None or record[_VALUE] is None:
-                return None
-            self._values[index] = loads(record[_VALUE])
-        return self._values[index]
+        data = self._results.value(index)
+        return None if data is None else loads(data)
+
+    def _ended_count(self) -> int:
+        """Map tasks with a final result (Completed or Failed)."""
+        completed, failed = self._results.counts()
+        return completed + failed
 
     def _status_record(self) -> tuple[str, str | None, dict[str, Any]]:
         """(state, error, raw status), with a dead supervisor reported as Failed."""
@@ -104,7 +98,7 @@ class Job:
         if state in FINAL_STATES:
             return state, status["error"], status
         self._refresh()
-        done = sum(record is not None for record in self._records)
+        done = self._ended_count()
         error = (f"the supervisor process of job {self.name} (pid {status['supervisor_pid']}) "
                  f"stopped before the job ended; {done} of {self._task_count} tasks have results, "
                  f"which are kept. Run the other {self._task_count - done} with job.resume() "
@@ -171,28 +165,24 @@ class Job:
         if self._kind == "single":
             return self._value(0)
         if self._combiner_name is not None:
-            record = self._combiner_record
-            return None if record is None or record[_VALUE] is None else loads(record[_VALUE])
-        failed = [i for i, r in enumerate(self._records) if r is None or r[_STATUS] != COMPLETED]
-        if failed:
+            return self._value(self._task_count)
+        completed, _ = self._results.counts()
+        if completed < self._task_count:
+            first = self._results.unfinished(4)
             names = self._task_names
-            shown = ", ".join(names[i] for i in failed[:3]) + (", ..." if len(failed) > 3 else "")
+            shown = ", ".join(names[i] for i in first[:3]) + (", ..." if len(first) > 3 else "")
             raise RuntimeError(
-                f"{len(failed)} of {self._task_count} tasks of job {self.name!r} failed ({shown}). "
+                f"{self._task_count - completed} of {self._task_count} tasks of job {self.name!r} "
+                f"failed ({shown}). "
                 "get_map_results() returns the results with None for the failed tasks; "
                 "get_metrics() shows each exception and traceback.")
         return self._all_values()
 
     def _all_values(self) -> list[Any]:
-        """Every map task's value (all Completed), unpickled once and cached."""
-        values = self._values
-        if len(values) == self._task_count:
-            return [values[i] for i in range(self._task_count)]
-        # one C-level loads per record instead of a _value call per task
-        loaded = [loads(record[_VALUE]) if record[_VALUE] is not None else None
-                  for record in self._records]
-        self._values = dict(enumerate(loaded))
-        return loaded
+        """Every map task's value, None for a task not Completed (one C loop over the values)."""
+        # pickle.loads itself rather than the loads wrapper: one Python call
+        # less per task; read_results_into authenticated every value.
+        return self._results.values(pickle.loads)
 
     def get_map_results(self, wait: bool = True) -> list[Any] | None:
         """The map results in parameter order, None for a failed task.
@@ -213,8 +203,7 @@ class Job:
         if state == PENDING:
             return None
         self._refresh()
-        return [self._value(i) if r is not None and r[_STATUS] == COMPLETED else None
-                for i, r in enumerate(self._records)]
+        return self._all_values()
 
     def get_metrics(self, wait: bool = True, detailed: bool = False) -> Table:
         """One row per task (map tasks, then the combiner) with the contract's seven columns.
@@ -233,38 +222,22 @@ class Job:
         state = self._wait_for_results() if wait else self.get_status()
         self._refresh()
         unfinished = CANCELED if state == CANCELED else (UNKNOWN if state == FAILED else PENDING)
-        all_columns = METRIC_COLUMNS + (DETAILED_COLUMNS if detailed else ())
-        columns: dict[str, list[Any]] = {name: [] for name in all_columns}
+        combiner = self._combiner_name is not None
+        cells = self._results.metrics(unfinished, detailed, combiner)
         names = self._task_names
-        rows = list(zip(names, self._records, self._attempts))
-        if self._combiner_name is not None:
-            rows.append((self._combiner_name, self._combiner_record, self._attempts[-1]))
-        slots = self._worker_slots() if detailed else {}
-        for name, record, attempts in rows:
-            columns["task_name"].append(name)
-            if detailed:
-                columns["attempts"].append(attempts)
-            if record is None:
-                columns["status"].append(unfinished)
-                for key in all_columns[2:]:
-                    if key != "attempts":
-                        columns[key].append(None)
-                continue
-            if detailed:
-                slot = slots.get(record[_PID])
-                columns["attempt"].append(record[_ATTEMPT])
-                columns["worker_pid"].append(record[_PID] or None)
-                columns["peak_memory"].append(record[_MAX_RSS] or None)
-                columns["output_log"].append(
-                    None if slot is None else f"{self.get_log_file_path()}/worker-{slot}.log")
-            completed = record[_STATUS] == COMPLETED
-            columns["status"].append(record[_STATUS])
-            columns["start_time"].append(_local_time(record[_START]))
-            columns["run_time"].append(record[_RUN_TIME] if completed else None)
-            columns["exception"].append(record[_EXC_TYPE])
-            columns["exception_message"].append(record[_EXC_MESSAGE])
-            columns["exception_traceback"].append(record[_EXC_TB])
-        return Table(columns)
+        if combiner:
+            names.append(self._combiner_name)
+        columns: dict[str, list[Any]] = {"task_name": names}
+        columns.update((name, cells[name]) for name in METRIC_COLUMNS[1:])
+        if detailed:
+            slots = self._worker_slots()
+            logs = self.get_log_file_path()
+            columns.update((name, cells[name]) for name in DETAILED_COLUMNS[:-1])
+            columns["output_log"] = [
+                None if slot is None else f"{logs}/worker-{slot}.log"
+                for slot in map(slots.get, cells["worker_pid"])]
+        # the lists are new and ours: the table takes them without a copy
+        return Table._from_parts(list(columns), columns, len(names))
 
     def _worker_slots(self) -> dict[int, int]:
         """{worker pid: slot} from logs/workers (a later line wins: pids can be reused)."""
@@ -419,14 +392,7 @@ class Job:
         (the combiner is not counted). Does not wait.
         """
         self._refresh()
-        completed = failed = 0
-        for record in self._records:
-            if record is None:
-                continue
-            if record[_STATUS] == COMPLETED:
-                completed += 1
-            else:
-                failed += 1
+        completed, failed = self._results.counts()
         return {"total": self._task_count, "completed": completed, "failed": failed,
                 "unfinished": self._task_count - completed - failed}
 
@@ -468,11 +434,10 @@ class Job:
         """
         index = self._task_index(task_name)
         self._refresh()
-        record = self._combiner_record if index == self._task_count else self._records[index]
+        record = self._record(index)
         if record is None:
             return None
-        output = record[_OUTPUT] if len(record) > _OUTPUT else None
-        return output or ""
+        return record[_OUTPUT] or ""
 
     # ------------------------------------------------------------ display
 
@@ -521,8 +486,7 @@ class Job:
         state, _, status = self._status_record()
         functions = self._function_name + (f", {self._combiner_name}" if self._combiner_name else "")
         self._refresh()
-        done = sum(r is not None and r[_STATUS] == COMPLETED for r in self._records)
-        failed = sum(r is not None and r[_STATUS] != COMPLETED for r in self._records)
+        done, failed = self._results.counts()
         lines = [
             "Info", "------",
             f"Job                : {self.name}",
