@@ -1,6 +1,18 @@
-/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), byte-at-a-time.
- * The table is a constant so there is no lazy initialisation to race on. */
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78).  On x86-64 with
+ * SSE4.2 (every x86-64 CPU since 2008) the crc32 instruction does 8 bytes a
+ * step, ~20x the table's speed: the results log is checked with it record by
+ * record by the supervisor and by every client read, so it was 16 % of
+ * JobStore.read_results (perf, 100k results) and a full pass over every
+ * large value.  Elsewhere, byte-at-a-time with a constant table (no lazy
+ * initialisation to race on). */
 #include "mdcore.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+#define MD_CRC32C_SSE42 1
+#endif
 
 static const uint32_t crc32c_table[256] = {
     0x00000000u, 0xf26b8303u, 0xe13b70f7u, 0x1350f3f4u,
@@ -69,7 +81,7 @@ static const uint32_t crc32c_table[256] = {
     0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t md_crc32c(uint32_t crc, const void *data, size_t len)
+uint32_t md_crc32c_portable(uint32_t crc, const void *data, size_t len)
 {
     const uint8_t *p = data;
     /* Pre/post inversion lets callers chain calls starting from 0, like zlib's crc32. */
@@ -78,4 +90,39 @@ uint32_t md_crc32c(uint32_t crc, const void *data, size_t len)
         crc = crc32c_table[(crc ^ p[i]) & 0xffu] ^ (crc >> 8);
     }
     return ~crc;
+}
+
+#ifdef MD_CRC32C_SSE42
+/* The instruction computes the same reflected CRC as the table loop, without
+ * the inversions; memcpy reads unaligned words portably (one mov). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
+                                                               size_t len)
+{
+    uint64_t wide = (uint32_t)~crc;
+    while (len >= 8) {
+        uint64_t word;
+        memcpy(&word, p, sizeof word);
+        wide = _mm_crc32_u64(wide, word);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t narrow = (uint32_t)wide;
+    while (len > 0) {
+        narrow = _mm_crc32_u8(narrow, *p);
+        p++;
+        len--;
+    }
+    return ~narrow;
+}
+#endif
+
+uint32_t md_crc32c(uint32_t crc, const void *data, size_t len)
+{
+#ifdef MD_CRC32C_SSE42
+    /* Reads the CPU features libgcc/compiler-rt found at start-up: no state of ours. */
+    if (len > 0 && __builtin_cpu_supports("sse4.2")) {
+        return crc32c_sse42(crc, data, len);
+    }
+#endif
+    return md_crc32c_portable(crc, data, len);
 }

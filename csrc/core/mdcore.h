@@ -101,6 +101,8 @@ static inline uint32_t md_get_be32(const uint8_t in[4])
 /* ------------------------------------------------------------------ crc32c */
 
 uint32_t md_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same, byte at a time with a table, whatever the CPU (tests compare them). */
+uint32_t md_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
 /* --------------------------------------------------------------- envelopes */
 
