@@ -263,6 +263,8 @@ int main(int argc, char **argv)
     md_buf_init(&ctx.payload);
     md_buf_init(&ctx.out);
     ctx.fd = 3;
+    /* getpid is a real system call (glibc caches nothing): once here, not per task. */
+    ctx.pid = (int64_t)getpid();
 
     if (parse_args(argc, argv, &ctx.fd) != 0) {
         fprintf(stderr, "usage: mapdeploy-worker [--fd N]\n");

@@ -389,7 +389,7 @@ static void result_init(worker_ctx *ctx, uint64_t index, md_task_result *r,
     r->task_index = index;
     r->status = MD_TASK_FAILED;
     r->attempt = ctx->attempt;
-    r->worker_pid = (int64_t)getpid();
+    r->worker_pid = ctx->pid;
     r->start_time = md_wall_time();
 }
 

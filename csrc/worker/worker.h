@@ -68,6 +68,7 @@ typedef struct {
 
 typedef struct {
     int fd;                           /* the protocol socket */
+    int64_t pid;                      /* this process: the worker never forks */
     md_key key;
     char job_id[MD_JOB_ID_MAX + 1];   /* NUL-terminated copy from the hello */
     size_t job_id_len;
