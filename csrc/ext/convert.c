@@ -252,3 +252,35 @@ PyObject *md_unpack_bytes(md_module_state *state, const uint8_t *data, size_t le
     msgpack_unpacked_destroy(&unpacked);
     return result;
 }
+
+/* first_bad_kwargs(list) -> int: the index of the first element that is not
+ * a dict whose keys are all str, or -1.  map_job.create checks every
+ * parameter dict; a Python loop over them cost ~1.2 us a task (a third of
+ * the client's create time for no-op tasks), this ~20 ns.  The caller builds
+ * the error message for the index it gets. */
+PyObject *md_first_bad_kwargs(PyObject *module, PyObject *list)
+{
+    (void)module;
+    if (!PyList_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "first_bad_kwargs() takes a list, not %s",
+                     Py_TYPE(list)->tp_name);
+        return NULL;
+    }
+    /* Items are only read (no Python code runs: exact str keys, no __eq__),
+     * so the list cannot change under the loop. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyDict_Check(item)) {
+            return PyLong_FromSsize_t(i);
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key = NULL;
+        PyObject *value = NULL;
+        while (PyDict_Next(item, &pos, &key, &value)) {
+            if (!PyUnicode_Check(key)) {
+                return PyLong_FromSsize_t(i);
+            }
+        }
+    }
+    return PyLong_FromLong(-1);
+}

@@ -35,6 +35,8 @@ PyObject *md_raise(md_module_state *state, const md_error *err, const char *cont
 int md_pack_object(PyObject *obj, md_buf *out);
 /* Converts a decoded msgpack object; NULL with an exception set. */
 PyObject *md_unpack_object(const msgpack_object *obj);
+/* first_bad_kwargs(list): see convert.c. */
+PyObject *md_first_bad_kwargs(PyObject *module, PyObject *list);
 /* Decodes one msgpack value that must fill bytes exactly. */
 PyObject *md_unpack_bytes(md_module_state *state, const uint8_t *data, size_t len);
 

@@ -61,6 +61,9 @@ static PyMethodDef module_methods[] = {
                "Creates the job folder `path` (which must not exist): a fresh key, the\n"
                "authenticated job definition, the task shards and a Pending status.\n"
                "Returns the job id.")},
+    {"first_bad_kwargs", md_first_bad_kwargs, METH_O,
+     PyDoc_STR("first_bad_kwargs(list) -> int\n\n"
+               "The index of the first element that is not a dict with str keys, or -1.")},
     {"generate_key", generate_key, METH_NOARGS,
      PyDoc_STR("generate_key() -> bytes\n\n32 random bytes from OpenSSL.")},
     {NULL, NULL, 0, NULL}};

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from . import _engine, _environment
 from ._job import Job
-from ._mapdeploy import JobStore, create_job
+from ._mapdeploy import JobStore, create_job, first_bad_kwargs
 from ._pickling import dumps_all_kwargs, dumps_function
 
 logger = logging.getLogger("mapdeploy")
@@ -190,10 +190,9 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
     kwargs_list = list(parameter_set)
     if not kwargs_list:
         raise RuntimeError("An empty parameter_set was given. Nothing to do.")
-    checked_keys: Any = None  # param sets mostly share their keys: check each new key set once
-    for index, kwargs in enumerate(kwargs_list):
-        if type(kwargs) is dict and kwargs.keys() == checked_keys:
-            continue
+    index = first_bad_kwargs(kwargs_list)  # one C loop over every dict and key
+    if index >= 0:
+        kwargs = kwargs_list[index]
         if not isinstance(kwargs, dict):
             raise TypeError(
                 "parameter_set has to be an iterable of dictionaries, one dictionary of keyword "
@@ -203,5 +202,4 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
             if not isinstance(key, str):
                 raise TypeError(f"parameter_set[{index}] has the key {key!r}; keyword argument "
                                 "names must be str")
-        checked_keys = kwargs.keys()
     return kwargs_list
