@@ -4,6 +4,7 @@
  *   jobstore.c  the JobStore type and create_job
  *   process.c   starting the supervisor, probing it, waiting for changes
  *   results.c   the ResultTable type: a job's results held column by column
+ *   flatpickle.c pickles of kwargs dicts of plain scalars, without the pickle module
  */
 #ifndef MAPDEPLOY_EXT_H
 #define MAPDEPLOY_EXT_H
@@ -35,6 +36,8 @@ PyObject *md_raise(md_module_state *state, const md_error *err, const char *cont
 int md_pack_object(PyObject *obj, md_buf *out);
 /* Converts a decoded msgpack object; NULL with an exception set. */
 PyObject *md_unpack_object(const msgpack_object *obj);
+/* flat_pickles(list): see flatpickle.c. */
+PyObject *md_flat_pickles(PyObject *module, PyObject *list);
 /* first_bad_kwargs(list): see convert.c. */
 PyObject *md_first_bad_kwargs(PyObject *module, PyObject *list);
 /* Decodes one msgpack value that must fill bytes exactly. */

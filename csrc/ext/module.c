@@ -64,6 +64,10 @@ static PyMethodDef module_methods[] = {
     {"first_bad_kwargs", md_first_bad_kwargs, METH_O,
      PyDoc_STR("first_bad_kwargs(list) -> int\n\n"
                "The index of the first element that is not a dict with str keys, or -1.")},
+    {"flat_pickles", md_flat_pickles, METH_O,
+     PyDoc_STR("flat_pickles(list) -> list[bytes | None]\n\n"
+               "Protocol 5 pickles of the dicts whose keys are str and values None, bool, int\n"
+               "(64-bit), float, str or bytes; None for any other element.")},
     {"generate_key", generate_key, METH_NOARGS,
      PyDoc_STR("generate_key() -> bytes\n\n32 random bytes from OpenSSL.")},
     {NULL, NULL, 0, NULL}};

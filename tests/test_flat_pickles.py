@@ -1,0 +1,89 @@
+"""flat_pickles: the C writer of kwargs pickles gives what pickle.loads reads back exactly,
+and leaves every dict it does not handle to the pickle module."""
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from typing import Any
+
+import pytest
+
+import mapdeploy as gl
+from mapdeploy._mapdeploy import flat_pickles
+from mapdeploy._pickling import dumps_all_kwargs
+
+INTS = [0, 1, 127, 128, 255, 256, 32767, 32768, 65535, 65536, -1, -128, -129, -256, -257,
+        -32768, -32769, 2**23, 2**24, -2**23, -2**24, 0x7fffff, 0x800000, 0xffffff,
+        2**31 - 1, -2**31, 2**31, -2**31 - 1, 2**32, 2**40, 2**47, -2**47, 2**55,
+        2**63 - 1, -2**63]
+FLOATS = [0.0, -0.0, 1.5, 1e308, -1e-308, 5e-324, math.inf, -math.inf, math.pi]
+STRINGS = ["", "x" * 255, "x" * 256, "é" * 200, "日本語", "x" * 100_000]
+BLOBS = [b"", b"\x00" * 255, b"\x01" * 256, bytes(range(256)) * 1000]
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal keys in the same order, equal values of the same types (-0.0 kept)."""
+    return (list(a) == list(b) and all(type(a[k]) is type(b[k]) for k in a)
+            and all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k])
+                                     and math.isnan(b[k])) for k in a)
+            and all(math.copysign(1, a[k]) == math.copysign(1, b[k])
+                    for k in a if isinstance(a[k], float) and not math.isnan(a[k])))
+
+
+FLAT = ([{}, {"x": 0, "y": 1}, {"a": None, "b": True, "c": False}, {"ü": "日本"}]
+        + [{"v": i} for i in INTS] + [{"f": f} for f in FLOATS] + [{"n": math.nan}]
+        + [{"s": s} for s in STRINGS] + [{"b": b} for b in BLOBS]
+        + [{f"k{i}": i for i in range(2500)}])  # more than one SETITEMS batch
+
+
+@pytest.mark.parametrize("kwargs", FLAT, ids=range(len(FLAT)))
+def test_flat_dicts_read_back_exactly(kwargs: dict[str, Any]) -> None:
+    (data,) = flat_pickles([kwargs])
+    assert data is not None
+    assert same(pickle.loads(data), kwargs)
+
+
+def test_random_flat_dicts_read_back_exactly() -> None:
+    rng = random.Random(4)
+    values = [lambda: rng.randint(-2**63, 2**63 - 1), lambda: rng.randint(-300, 70000),
+              lambda: rng.uniform(-1e9, 1e9), lambda: rng.choice([None, True, False]),
+              lambda: "".join(chr(rng.randint(32, 0x2FFF)) for _ in range(rng.randint(0, 300))),
+              lambda: rng.randbytes(rng.randint(0, 600))]
+    dicts = [{f"k{j}": rng.choice(values)() for j in range(rng.randint(0, 6))}
+             for _ in range(2000)]
+    for kwargs, data in zip(dicts, flat_pickles(dicts)):
+        assert data is not None and same(pickle.loads(data), kwargs)
+
+
+class SubDict(dict):
+    pass
+
+
+class SubInt(int):
+    pass
+
+
+NOT_FLAT = [SubDict(a=1), {"a": [1]}, {"a": (1,)}, {"a": 1j}, {"a": 2**63}, {"a": -2**63 - 1},
+            {1: 2}, {"a": SubInt(3)}, {"a": "\ud800"}, {"\ud800": 1}, 5, None, "ab"]
+
+
+def test_anything_else_is_left_to_pickle() -> None:
+    assert flat_pickles(NOT_FLAT) == [None] * len(NOT_FLAT)
+    with pytest.raises(TypeError):
+        flat_pickles(tuple(FLAT))  # type: ignore[arg-type]
+
+
+def test_a_mixed_parameter_set_keeps_its_order_and_values() -> None:
+    kwargs_list = [{"a": 1}, {"a": [1, 2]}, {"a": SubInt(7)}, {"a": "x"}, {"a": 2**70}]
+    pickled = dumps_all_kwargs(kwargs_list, lambda i: f"parameter_set[{i}]")
+    assert [pickle.loads(p) for p in pickled] == kwargs_list
+    assert type(pickle.loads(pickled[2])["a"]) is SubInt
+
+
+def test_a_job_of_flat_and_other_dicts_runs() -> None:
+    from jobfuncs import add
+    env = gl.deploy.environment.LocalAsync("flat", num_workers=1)
+    job = gl.deploy.map_job.create(add, [{"x": 1, "y": 2}, {"x": 2**70, "y": 1},
+                                         {"x": 1.5, "y": True}], environment=env)
+    assert job.get_results() == [3, 2**70 + 1, 2.5]
