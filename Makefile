@@ -42,8 +42,8 @@ ctest: $(CTEST_BIN)
 $(BUILD)/mapdeploy-supervisor: $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a
 	$(CC) $(ALL_CFLAGS) $(WARN) $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
 
-$(BUILD)/mapdeploy-worker: $(wildcard csrc/worker/*.c) $(BUILD)/libmdcore.a
-	$(CC) $(ALL_CFLAGS) $(WARN) $(PY_EMBED_CFLAGS) $(wildcard csrc/worker/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) $(PY_EMBED_LIBS) -o $@
+$(BUILD)/mapdeploy-worker: $(wildcard csrc/worker/*.c csrc/worker/*.h csrc/pyshared/*) $(BUILD)/libmdcore.a
+	$(CC) $(ALL_CFLAGS) $(WARN) $(PY_EMBED_CFLAGS) -Icsrc/pyshared $(wildcard csrc/worker/*.c csrc/pyshared/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) $(PY_EMBED_LIBS) -o $@
 
 executables: $(BUILD)/mapdeploy-supervisor $(BUILD)/mapdeploy-worker
 

@@ -22,7 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORE_SOURCES = sorted(glob.glob("csrc/core/*.c"))
 EXT_SOURCES = sorted(glob.glob("csrc/ext/*.c"))
 SUPERVISOR_SOURCES = sorted(glob.glob("csrc/supervisor/*.c"))
-WORKER_SOURCES = sorted(glob.glob("csrc/worker/*.c"))
+# Python-facing C shared by the extension and the worker (flatpickle.c).
+PYSHARED_SOURCES = sorted(glob.glob("csrc/pyshared/*.c"))
+WORKER_SOURCES = sorted(glob.glob("csrc/worker/*.c")) + PYSHARED_SOURCES
 BASE_CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-fvisibility=hidden"]
 if os.environ.get("MAPDEPLOY_WERROR", "") == "1":
     BASE_CFLAGS.append("-Werror")
@@ -89,7 +91,8 @@ class BuildWithExecutables(build_ext):
                                       output_dir=bin_dir, extra_postargs=PKG_LIBS + SAN_FLAGS)
         worker_objects = self.compiler.compile(
             WORKER_SOURCES, output_dir=os.path.join(self.build_temp, "exe"),
-            include_dirs=include + [sysconfig.get_paths()["include"]], extra_postargs=cflags)
+            include_dirs=include + [os.path.join(HERE, "csrc", "pyshared"),
+                                    sysconfig.get_paths()["include"]], extra_postargs=cflags)
         self.compiler.link_executable(worker_objects + core_objects, "mapdeploy-worker",
                                       output_dir=bin_dir,
                                       extra_postargs=PKG_LIBS + python_embed_link_args() + SAN_FLAGS)
@@ -99,8 +102,8 @@ setup(
     ext_modules=[
         Extension(
             "mapdeploy._mapdeploy",
-            sources=EXT_SOURCES + CORE_SOURCES,
-            include_dirs=["csrc/core", "csrc/ext"],
+            sources=EXT_SOURCES + PYSHARED_SOURCES + CORE_SOURCES,
+            include_dirs=["csrc/core", "csrc/ext", "csrc/pyshared"],
             extra_compile_args=BASE_CFLAGS + PKG_CFLAGS + SAN_FLAGS,
             extra_link_args=PKG_LIBS + SAN_FLAGS,
         )

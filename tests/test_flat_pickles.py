@@ -1,7 +1,9 @@
-"""flat_pickles: the C writer of kwargs pickles gives what pickle.loads reads back exactly,
-and leaves every dict it does not handle to the pickle module."""
+"""flat_pickles / flat_unpickle: the C writer and reader of plain pickles (kwargs in the client,
+kwargs and return values in the worker) agree with the pickle module exactly, and leave every
+value they do not handle to it."""
 from __future__ import annotations
 
+import fractions
 import math
 import pickle
 import random
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 import mapdeploy as gl
-from mapdeploy._mapdeploy import flat_pickles
+from mapdeploy._mapdeploy import flat_pickles, flat_unpickle
 from mapdeploy._pickling import dumps_all_kwargs
 
 INTS = [0, 1, 127, 128, 255, 256, 32767, 32768, 65535, 65536, -1, -128, -129, -256, -257,
@@ -87,3 +89,51 @@ def test_a_job_of_flat_and_other_dicts_runs() -> None:
     job = gl.deploy.map_job.create(add, [{"x": 1, "y": 2}, {"x": 2**70, "y": 1},
                                          {"x": 1.5, "y": True}], environment=env)
     assert job.get_results() == [3, 2**70 + 1, 2.5]
+
+
+@pytest.mark.parametrize("kwargs", FLAT, ids=range(len(FLAT)))
+def test_the_reader_reads_what_the_writer_wrote(kwargs: dict[str, Any]) -> None:
+    (data,) = flat_pickles([kwargs])
+    ok, value = flat_unpickle(data)
+    assert ok and same(value, kwargs)
+
+
+def test_the_reader_agrees_with_pickle_or_declines() -> None:
+    """Whatever it reads, pickle.loads reads the same; the rest it leaves to pickle.loads."""
+    samples: list[Any] = [None, True, False, 0, -5, 2**40, 2**70, 1.25, "é", b"x", [1], (1,),
+                          {"a": 1}, {"a": [1]}, {1: 2}, SubInt(3), {"a": {"b": 1}}]
+    for obj in samples:
+        for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+            data = pickle.dumps(obj, protocol)
+            ok, value = flat_unpickle(data)
+            if ok:
+                assert value == pickle.loads(data) and type(value) is type(pickle.loads(data))
+    rng = random.Random(5)
+    base = [d for d in flat_pickles(FLAT[:40])]
+    for _ in range(5000):
+        data = bytearray(rng.choice(base))
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            del data[rng.randrange(len(data)):]
+        try:
+            ok, value = flat_unpickle(bytes(data))
+        except (ValueError, MemoryError):
+            continue  # malformed: refused, never read past the end
+        if ok:
+            try:
+                expected = pickle.loads(bytes(data))
+            except Exception:  # noqa: BLE001 - pickle refuses what we read: a mismatch
+                pytest.fail(f"flat_unpickle read {bytes(data)!r} that pickle.loads refuses")
+            assert expected == value or (value != value and expected != expected)
+
+
+def test_workers_return_plain_and_other_values() -> None:
+    from jobfuncs import identity
+    env = gl.deploy.environment.LocalAsync("flatret", num_workers=1)
+    values = [None, True, 7, 2**63 - 1, 2**70, -2.5, "é" * 300, b"\x00" * 300, {"a": 1, "b": "x"},
+              {"a": [1]}, [1, 2], fractions.Fraction(1, 3), {"a": fractions.Fraction(1, 3)}]
+    job = gl.deploy.map_job.create(identity, [{"x": v} for v in values], environment=env)
+    results = job.get_results()
+    assert results == values
+    assert [type(r) for r in results] == [type(v) for v in values]

@@ -38,6 +38,7 @@ int md_pack_object(PyObject *obj, md_buf *out);
 PyObject *md_unpack_object(const msgpack_object *obj);
 /* flat_pickles(list): see flatpickle.c. */
 PyObject *md_flat_pickles(PyObject *module, PyObject *list);
+PyObject *md_flat_unpickle_py(PyObject *module, PyObject *arg);
 /* first_bad_kwargs(list): see convert.c. */
 PyObject *md_first_bad_kwargs(PyObject *module, PyObject *list);
 /* Decodes one msgpack value that must fill bytes exactly. */

@@ -68,6 +68,9 @@ static PyMethodDef module_methods[] = {
      PyDoc_STR("flat_pickles(list) -> list[bytes | None]\n\n"
                "Protocol 5 pickles of the dicts whose keys are str and values None, bool, int\n"
                "(64-bit), float, str or bytes; None for any other element.")},
+    {"flat_unpickle", md_flat_unpickle_py, METH_O,
+     PyDoc_STR("flat_unpickle(data) -> (True, object) | (False, None)\n\n"
+               "Reads a pickle of the opcodes flat_pickles writes; (False, None) for any other.")},
     {"generate_key", generate_key, METH_NOARGS,
      PyDoc_STR("generate_key() -> bytes\n\n32 random bytes from OpenSSL.")},
     {NULL, NULL, 0, NULL}};

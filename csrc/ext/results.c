@@ -11,6 +11,7 @@
  * applied as records arrive: the first Completed one wins, otherwise the
  * last one.  The combiner's row takes the last record. */
 #include "ext.h"
+#include "flatpickle.h"
 
 #include <string.h>
 #include <time.h>
@@ -401,12 +402,18 @@ static PyObject *result_table_values(PyObject *op, PyObject *loads)
     for (uint64_t row = 0; row < self->task_count; row++) {
         PyObject *item = NULL;
         if (self->status[row] == ROW_COMPLETED && self->value_off[row] != NO_VALUE) {
-            PyObject *data = value_bytes(self, (size_t)row);
-            if (data == NULL) {
-                goto cleanup;
+            /* Plain values are read without an Unpickler (flatpickle.h). */
+            int unknown = 0;
+            item = md_flat_unpickle(self->values.data + self->value_off[row],
+                                    (size_t)self->value_len[row], &unknown);
+            if (item == NULL && unknown) {
+                PyObject *data = value_bytes(self, (size_t)row);
+                if (data == NULL) {
+                    goto cleanup;
+                }
+                item = PyObject_CallOneArg(loads, data);
+                Py_DECREF(data);
             }
-            item = PyObject_CallOneArg(loads, data);
-            Py_DECREF(data);
             if (item == NULL) {
                 goto cleanup;
             }

@@ -238,6 +238,7 @@ static _Noreturn void finish(worker_ctx *ctx, int code)
     md_buf_free(&ctx->frame);
     md_buf_free(&ctx->payload);
     md_buf_free(&ctx->out);
+    md_buf_free(&ctx->pickle);
     (void)fflush(NULL);
 #ifdef WORKER_ASAN
     /* _exit skips LeakSanitizer's exit-time check, so a sanitizer build runs
@@ -262,6 +263,7 @@ int main(int argc, char **argv)
     md_buf_init(&ctx.frame);
     md_buf_init(&ctx.payload);
     md_buf_init(&ctx.out);
+    md_buf_init(&ctx.pickle);
     ctx.fd = 3;
     /* getpid is a real system call (glibc caches nothing): once here, not per task. */
     ctx.pid = (int64_t)getpid();

@@ -1,5 +1,6 @@
 /* Running tasks and the combiner; turning exceptions into task results. */
 #include "worker.h"
+#include "flatpickle.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,6 +306,23 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     PyObject *prefix = NULL;
     const char *prefix_utf8 = NULL;
 
+    /* A plain value (None, bool, int, float, str, bytes, or a dict of those
+     * by str keys) is written without a Pickler (flatpickle.h). */
+    int flat = md_flat_pickle(value, 1, &ctx->pickle);
+    if (flat < 0) {
+        PyErr_NoMemory();
+        goto failed;
+    }
+    if (flat == 0) {
+        pickled = PyBytes_FromStringAndSize((const char *)ctx->pickle.data,
+                                            (Py_ssize_t)ctx->pickle.len);
+        if (pickled == NULL)
+            goto failed;
+        r->status = MD_TASK_COMPLETED;
+        refs->value = pickled;
+        pickled = NULL;
+        goto cleanup;
+    }
     args = PyTuple_Pack(1, value);
     if (args == NULL)
         goto failed;
@@ -406,9 +424,15 @@ static void run_task(worker_ctx *ctx, uint64_t index, const uint8_t *item, size_
         (void)worker_failure_copy(&ctx->fn_error, &refs->failure);
         goto cleanup;
     }
-    bytes = PyBytes_FromStringAndSize((const char *)item, (Py_ssize_t)len);
-    if (bytes != NULL)
-        kwargs = PyObject_CallOneArg(ctx->pickle_loads, bytes);
+    /* The kwargs of a plain dict are read without an Unpickler (flatpickle.h);
+     * anything else by pickle.loads, as before. */
+    int unknown = 0;
+    kwargs = md_flat_unpickle(item, len, &unknown);
+    if (kwargs == NULL && unknown) {
+        bytes = PyBytes_FromStringAndSize((const char *)item, (Py_ssize_t)len);
+        if (bytes != NULL)
+            kwargs = PyObject_CallOneArg(ctx->pickle_loads, bytes);
+    }
     if (kwargs != NULL && !PyDict_Check(kwargs)) {
         Py_CLEAR(kwargs);
         PyErr_SetString(PyExc_TypeError, "parameter set entry is not a dict");

@@ -80,6 +80,7 @@ typedef struct {
     md_buf frame;                     /* the frame being handled */
     md_buf payload;                   /* scratch for payload encoding */
     md_buf out;                       /* scratch for envelope encoding */
+    md_buf pickle;                    /* scratch for flat pickles of return values */
 
     int python_up;                    /* the interpreter runs and we hold the GIL */
     PyObject *pickle_loads;
