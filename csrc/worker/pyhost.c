@@ -192,19 +192,18 @@ int worker_python_start(worker_ctx *ctx, char *error, size_t error_len)
         goto cleanup;
     }
 
-    ctx->pickle_loads = import_attr("pickle", "loads");
+    /* _pickle's loads and dumps are the very functions pickle re-exports;
+     * importing pickle.py as well (re, struct, _compat_pickle...) cost ~10 ms
+     * of every worker's start.  traceback (~8 ms more) is imported by the
+     * first failure that needs it (worker_format_exception). */
+    ctx->pickle_loads = import_attr("_pickle", "loads");
     if (ctx->pickle_loads == NULL) {
-        describe_error(ctx, "could not import pickle", error, error_len);
+        describe_error(ctx, "could not import _pickle", error, error_len);
         goto cleanup;
     }
-    ctx->pickle_dumps = import_attr("pickle", "dumps");
+    ctx->pickle_dumps = import_attr("_pickle", "dumps");
     if (ctx->pickle_dumps == NULL) {
-        describe_error(ctx, "could not import pickle", error, error_len);
-        goto cleanup;
-    }
-    ctx->format_exception = import_attr("traceback", "format_exception");
-    if (ctx->format_exception == NULL) {
-        describe_error(ctx, "could not import traceback", error, error_len);
+        describe_error(ctx, "could not import _pickle", error, error_len);
         goto cleanup;
     }
     /* cloudpickle is imported on first use: it costs more than the rest of
@@ -245,6 +244,13 @@ int worker_module_available(const char *module)
     Py_XDECREF(spec);
     Py_XDECREF(util);
     return found;
+}
+
+PyObject *worker_format_exception(worker_ctx *ctx)
+{
+    if (ctx->format_exception == NULL)
+        ctx->format_exception = import_attr("traceback", "format_exception");
+    return ctx->format_exception;
 }
 
 PyObject *worker_cloudpickle_dumps(worker_ctx *ctx)

@@ -63,10 +63,11 @@ static PyObject *format_traceback(worker_ctx *ctx, PyObject *exc)
     PyObject *text = NULL;
     PyObject *bytes = NULL;
 
-    if (ctx->format_exception == NULL)
+    PyObject *format_exception = worker_format_exception(ctx);   /* borrowed */
+    if (format_exception == NULL)
         goto cleanup;
     tb = PyException_GetTraceback(exc);
-    lines = PyObject_CallFunctionObjArgs(ctx->format_exception, (PyObject *)Py_TYPE(exc),
+    lines = PyObject_CallFunctionObjArgs(format_exception, (PyObject *)Py_TYPE(exc),
                                          exc, tb != NULL ? tb : Py_None, NULL);
     if (lines == NULL)
         goto cleanup;

@@ -130,6 +130,9 @@ int worker_module_available(const char *module);
 /* Peak resident memory of this process so far, in bytes (0 if unknown). */
 int64_t worker_max_rss_bytes(void);
 /* cloudpickle.dumps, imported on first call; NULL with a Python error set. */
+/* traceback.format_exception, imported on first use (borrowed; NULL with an
+ * exception set when it cannot be imported). */
+PyObject *worker_format_exception(worker_ctx *ctx);
 PyObject *worker_cloudpickle_dumps(worker_ctx *ctx);
 /* Flushes sys.stdout and sys.stderr, ignoring errors. */
 void worker_flush_python_stdio(void);
