@@ -71,7 +71,7 @@ static uint64_t batch_size(const sv_ctx *ctx, const sv_worker *w)
 
 static int can_send(const sv_ctx *ctx, const sv_worker *w)
 {
-    if (w->state != SV_WORKER_READY || w->fd < 0) {
+    if (w->state != SV_WORKER_READY || w->fd < 0 || w->retiring) {
         return 0;
     }
     if (w->nbatches == 0) {
