@@ -21,6 +21,7 @@
 #define SV_EXIT_LOCKED 3
 
 #define SV_MAX_INFLIGHT 2          /* batches in flight per worker */
+#define SV_PIPELINE_SECONDS 0.05   /* a second batch goes only behind a shorter one */
 #define SV_MAX_BATCH 4096u         /* tasks per batch */
 #define SV_BATCH_TARGET_SECONDS 0.005
 #define SV_MIN_TASK_SECONDS 1e-7   /* floor of the EWMA: no division by zero */
