@@ -31,6 +31,11 @@ DETAILED_COLUMNS = ("attempt", "attempts", "worker_pid", "peak_memory", "output_
 # How often a waiting client checks that the supervisor still lives: a dead
 # process changes no file, so no change notification would wake the wait.
 _LIVENESS_INTERVAL = 1.0
+# A job folder is written (Pending) a moment before its supervisor is started;
+# until then no supervisor holds its lock.  Another process looking at it in
+# that moment must not call it Failed (and may not delete it), so a job that
+# never had a supervisor counts as Pending for this long after its creation.
+_START_GRACE_SECONDS = 30.0
 
 
 def _local_time(seconds: float | None) -> str | None:
@@ -103,6 +108,10 @@ class Job:
         state = status["state"]
         if state in FINAL_STATES:
             return state, status["error"], status
+        created = self._definition.get("created") or 0.0
+        if state == PENDING and not status["supervisor_pid"] and \
+                abs(time.time() - created) < _START_GRACE_SECONDS:
+            return state, None, status  # being started by the process that created it
         self._refresh()
         done = sum(record is not None for record in self._records)
         error = (f"the supervisor process of job {self.name} (pid {status['supervisor_pid']}) "
