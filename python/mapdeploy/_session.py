@@ -3,12 +3,21 @@
 Jobs are their folders under ``<home>/jobs``; environments are small JSON
 records under ``<home>/environments``. Both registries read the folder each
 time, so another Python process sees the same jobs.
+
+Several processes may list, create and delete at the same time: a job
+folder is complete once its ``job`` file exists (written last), a deletion
+first renames the folder out of the registry (one atomic step that exactly
+one deleting process wins) and only then removes it, and anything that
+vanishes while it is being read is simply not listed.
 """
 from __future__ import annotations
 
 import fnmatch
 import json
 import logging
+import os
+import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +32,7 @@ from ._table import Table
 __all__ = ["jobs", "environments"]
 
 logger = logging.getLogger("mapdeploy")
+_NAME = re.compile(r"[a-zA-Z0-9\-_]+")  # job names, as map_job.create checks them
 
 
 def _date(seconds: float | None) -> str | None:
@@ -63,6 +73,9 @@ class _Registry:
             "Creation date": [_date(created) for _, _, created in entries],
         })
 
+    def _exists(self, name: str) -> bool:
+        return name in {n for n, _, _ in self._entries()}
+
     def _name_of(self, key: Any) -> str:
         if isinstance(key, bool):
             raise TypeError(f"a {self._what} is looked up by index (int) or name (str), not bool")
@@ -73,7 +86,7 @@ class _Registry:
                                        f"{len(entries)} (see .list())")
             return entries[key][0]
         if isinstance(key, str):
-            if key not in {name for name, _, _ in self._entries()}:
+            if not self._exists(key):
                 raise JobNotFoundError(f"there is no {self._what} named {key!r} in the session "
                                        f"({_engine.home()}); see .list()")
             return key
@@ -96,13 +109,17 @@ class _Registry:
         return iter([name for name, _, _ in self._entries()])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in {n for n, _, _ in self._entries()}
+        return isinstance(name, str) and self._exists(name)
 
     def delete(self, item: Any = None, pattern: str | None = None, silent: bool = False) -> None:
         """Deletes entries by index, name or object (``item``, or a list of them) and/or by fnmatch ``pattern``.
 
         With ``silent=False`` an item that does not exist or cannot be deleted
-        raises; with ``silent=True`` it is skipped.
+        raises (``JobNotFoundError``, a ``KeyError``, when it does not exist,
+        also when another process deleted it a moment ago); with
+        ``silent=True`` it is skipped. An entry that matched ``pattern`` and
+        that another process deleted meanwhile is skipped either way: it is
+        gone, as asked.
         """
         if item is None and pattern is None:
             raise ValueError("give an item (index, name or object) or a pattern to delete")
@@ -114,11 +131,15 @@ class _Registry:
             except (KeyError, TypeError):
                 if not silent:
                     raise
+        named = set(names)
         if pattern is not None:
             names.extend(n for n, _, _ in self._entries() if fnmatch.fnmatchcase(n, pattern))
         for name in dict.fromkeys(names):
             try:
                 self._remove(name)
+            except JobNotFoundError:
+                if not silent and name in named:
+                    raise
             except (MapDeployError, RuntimeError, OSError):
                 if not silent:
                     raise
@@ -139,21 +160,38 @@ class _Jobs(_Registry):
     def _entries(self) -> list[tuple[str, str, float]]:
         entries = []
         for folder in _engine.jobs_dir().iterdir():
-            if not (folder / "job").is_file():
+            # dot names are folders being deleted (see _remove); no job name starts with one
+            if folder.name.startswith(".") or not (folder / "job").is_file():
                 continue
             try:
                 definition = JobStore(str(folder)).definition()
             except (MapDeployError, OSError) as error:
-                logger.warning("skipping the unreadable job folder %s: %s", folder, error)
-                continue
+                if (folder / "job").is_file():
+                    logger.warning("skipping the unreadable job folder %s: %s", folder, error)
+                continue  # else another process deleted it while we read: not a job any more
             env = definition.get("environment") or {}
             entries.append((folder.name, f"{env.get('type')}: {env.get('name')}",
                             definition.get("created") or 0.0))
         entries.sort(key=lambda entry: (-entry[2], entry[0]))
         return entries
 
+    def _exists(self, name: str) -> bool:
+        # one stat instead of reading every definition; the name check keeps
+        # "../x" and the like out of the jobs folder
+        return bool(_NAME.fullmatch(name)) and (_engine.jobs_dir() / name / "job").is_file()
+
+    def _not_found(self, name: str, why: str) -> JobNotFoundError:
+        return JobNotFoundError(f"there is no job named {name!r} in the session "
+                                f"({_engine.home()}){why}; see .list()")
+
     def _load(self, name: str) -> Job:
-        return Job(JobStore(str(_engine.jobs_dir() / name)))
+        folder = _engine.jobs_dir() / name
+        try:
+            return Job(JobStore(str(folder)))
+        except (MapDeployError, OSError):
+            if not (folder / "job").is_file():
+                raise self._not_found(name, ": another process deleted it") from None
+            raise
 
     def _remove(self, name: str) -> None:
         job = self._load(name)
@@ -161,7 +199,16 @@ class _Jobs(_Registry):
         if state not in FINAL_STATES:
             raise RuntimeError(f"job {name!r} is still {state}; cancel it first with "
                                f"mapdeploy.deploy.jobs[{name!r}].cancel()")
-        shutil.rmtree(_engine.jobs_dir() / name)
+        jobs_dir = _engine.jobs_dir()
+        # the rename takes the job out of the registry in one step, so a
+        # process listing the jobs never sees it half removed, and of two
+        # processes deleting it exactly one succeeds
+        doomed = jobs_dir / f".deleting-{name}-{secrets.token_hex(4)}"
+        try:
+            os.rename(jobs_dir / name, doomed)
+        except FileNotFoundError:
+            raise self._not_found(name, ": another process deleted it") from None
+        shutil.rmtree(doomed)
 
 
 class _Environments(_Registry):
@@ -171,16 +218,21 @@ class _Environments(_Registry):
         return "Type"
 
     def _records(self) -> list[dict[str, Any]]:
-        folder = _engine.environments_dir()
-        records = []
-        for path in folder.glob("*.json"):
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, ValueError) as error:
-                logger.warning("skipping the unreadable environment record %s: %s", path, error)
+        records = self._read_records()
         if not any(r.get("name") == "async" for r in records):
             _environment.default()  # the default environment is always there
-            return self._records()
+            records = self._read_records()
+        return records
+
+    def _read_records(self) -> list[dict[str, Any]]:
+        records = []
+        for path in _engine.environments_dir().glob("*.json"):
+            try:
+                records.append(json.loads(path.read_text()))
+            except FileNotFoundError:
+                continue  # deleted by another process since the folder was listed
+            except (OSError, ValueError) as error:
+                logger.warning("skipping the unreadable environment record %s: %s", path, error)
         return records
 
     def _entries(self) -> list[tuple[str, str, float]]:
@@ -205,7 +257,11 @@ class _Environments(_Registry):
             raise
 
     def _remove(self, name: str) -> None:
-        Path(_engine.environments_dir() / f"{_environment._file_name(name)}.json").unlink()
+        try:
+            Path(_engine.environments_dir() / f"{_environment._file_name(name)}.json").unlink()
+        except FileNotFoundError:
+            raise JobNotFoundError(f"there is no environment named {name!r}: another process "
+                                   "deleted it") from None
 
 
 jobs = _Jobs()

@@ -89,12 +89,18 @@ def _home() -> str:
 def _cmd_jobs(args: argparse.Namespace) -> int:
     import mapdeploy as gl
 
+    from mapdeploy import JobNotFoundError
+
     table = gl.deploy.jobs.list()
     rows = []
     for record in table:
         try:
             status = gl.deploy.jobs[record["Name"]].get_status()
+        except JobNotFoundError:
+            continue  # deleted by another process since the listing
         except Exception as error:  # noqa: BLE001 - one damaged folder must not hide the others
+            if record["Name"] not in gl.deploy.jobs:
+                continue
             status = f"Unreadable ({type(error).__name__})"
         rows.append({"index": record["Index"], "name": record["Name"],
                      "environment": record["Environment"], "created": record["Creation date"],
@@ -226,6 +232,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_delete(args: argparse.Namespace) -> int:
     import mapdeploy as gl
 
+    from mapdeploy import JobNotFoundError
+
     names = [name for name in gl.deploy.jobs if fnmatch.fnmatchcase(name, args.pattern)]
     deleted: list[str] = []
     errors: list[str] = []
@@ -236,6 +244,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
                 job.cancel()
             del gl.deploy.jobs[name]
             deleted.append(name)
+        except JobNotFoundError:
+            continue  # another process deleted it meanwhile: gone, as asked
         except Exception as error:  # noqa: BLE001 - report every job that stays, then fail
             errors.append(f"{name}: {error}")
     if args.json:
