@@ -284,10 +284,10 @@ class Job:
         ``LocalAsync``; ``get_results()`` waits for it. A Completed or still
         running job is left alone.
         """
-        if self._store.supervisor_alive():
-            logger.info("job %s is still running; nothing to resume", self.name)
+        state = self.get_status()
+        if state in (RUNNING, PENDING):  # a live supervisor, or one being started
+            logger.info("job %s is still %s; nothing to resume", self.name, state)
             return
-        state = self._store.status()["state"]
         if state == COMPLETED:
             logger.info("job %s has completed; nothing to resume", self.name)
             return
