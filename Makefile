@@ -34,8 +34,10 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(BUILD)/libmdcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(WARN) -Itests/c $< $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
 
+# CTEST_RUNNER: a command to run each test under, e.g. valgrind (scripts/test-sanitized).
+CTEST_RUNNER ?=
 ctest: $(CTEST_BIN)
-	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(CTEST_RUNNER) $$t; done
 
 $(BUILD)/mapdeploy-supervisor: $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a
 	$(CC) $(ALL_CFLAGS) $(WARN) $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
@@ -62,7 +64,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 15
 FUZZ_BUILD ?= build/fuzz
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_TARGETS := envelope frame records log
+FUZZ_TARGETS := envelope frame records log ready
 FUZZ_BIN := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Icsrc/core $(PKG_CFLAGS)
 
@@ -75,6 +77,11 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(wildcard csrc/core/*.h)
 $(FUZZ_BUILD)/make_corpus: tests/fuzz/make_corpus.c $(BUILD)/libmdcore.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(WARN) $< $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
+
+# The READY decoder lives in the supervisor (only it reads READY payloads).
+$(FUZZ_BUILD)/fuzz_ready: tests/fuzz/fuzz_ready.c csrc/supervisor/ready.c csrc/supervisor/supervisor.h $(CORE_SRC) $(wildcard csrc/core/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icsrc/supervisor $(FUZZ_SAN) $(CORE_WARN) $< csrc/supervisor/ready.c $(CORE_SRC) $(PKG_LIBS) -o $@
 
 # Regenerates the committed seed corpus (run after a format change).
 fuzz-corpus: $(FUZZ_BUILD)/make_corpus

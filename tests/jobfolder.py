@@ -125,12 +125,15 @@ class JobFolder:
 
 def make_job(path, function, kwargs_list, *, num_workers=2, shard_size=1000,
              combiner=None, job_kind="map", name="test-job", job_id=None,
-             python_version=None):
-    """Writes a complete Pending job folder at path (created); returns a JobFolder."""
+             python_version=None, key=None, extra=None):
+    """Writes a complete Pending job folder at path (created); returns a JobFolder.
+
+    key: the job key (default: 32 fresh random bytes); extra: more keys for
+    the job definition (the Python API keeps its own metadata there)."""
     os.makedirs(path, mode=0o700)
     for sub in ("tasks", "results", "logs"):
         os.mkdir(os.path.join(path, sub), 0o700)
-    key = secrets.token_bytes(32)
+    key = key or secrets.token_bytes(32)
     job_id = job_id or "job-" + secrets.token_hex(8)
     count = len(kwargs_list)
     _write(os.path.join(path, "key"), key)
@@ -152,6 +155,7 @@ def make_job(path, function, kwargs_list, *, num_workers=2, shard_size=1000,
         "num_workers": num_workers,
         "created": time.time(),
     }
+    jobdef.update(extra or {})
     _write(os.path.join(path, "job"),
            encode_envelope(key, "job", job_id, 0, count, pack(jobdef)))
     for shard, first in enumerate(range(0, count, shard_size)):

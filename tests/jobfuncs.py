@@ -82,6 +82,20 @@ def big_after(n, seconds):
     return b"x" * n
 
 
+def allocate_without_end(x):
+    """Allocates until the memory limit stops it; returns x if it ever could stop."""
+    hoard = []
+    while True:
+        hoard.append(bytearray(16 * 1024 * 1024))
+
+
+def allocate_or_return(x):
+    """Task 1 allocates without end; the others return x."""
+    if x == 1:
+        allocate_without_end(x)
+    return x
+
+
 def print_both(x):
     """Prints to both streams, then fails for negative x."""
     print(f"stdout says {x}")

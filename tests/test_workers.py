@@ -60,3 +60,27 @@ def test_task_output_goes_to_the_job_logs_not_the_terminal():
 def test_workers_are_reused_across_tasks_of_a_job():
     job = gl.deploy.map_job.create(jobfuncs.whoami, [{}] * 200, environment=gl.deploy.environment.LocalAsync("w2", num_workers=2))
     assert len(set(job.get_results())) <= 2
+
+
+def test_a_task_that_allocates_without_end_fails_alone_under_a_memory_limit():
+    limit = 512 * 1024 * 1024
+    env = gl.deploy.environment.Local("capped", num_workers=1, worker_memory_limit=limit)
+    params = [{"x": 0}, {"x": 1}, {"x": 2}]
+    job = gl.deploy.map_job.create(jobfuncs.allocate_or_return, params, environment=env)
+    assert job.get_status() == "Completed"
+    assert job.get_map_results() == [0, None, 2]
+    row = job.get_metrics()[1]
+    assert row["status"] == "Failed"
+    assert row["exception"] == "MemoryError"
+    assert row["exception_message"] == (
+        f"the task ran out of memory (the environment's worker_memory_limit is {limit} bytes)")
+    # The limit is part of the job: a job loaded from the session shows it.
+    assert gl.deploy.jobs[job.name].environment.worker_memory_limit == limit
+
+
+def test_without_a_memory_limit_the_same_job_definition_reads_zero(session_home):
+    env = gl.deploy.environment.Local("uncapped", num_workers=1)
+    job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 2}], environment=env)
+    assert job.get_map_results() == [3]
+    assert job._definition["worker_memory_limit"] == 0
+    assert job.environment.worker_memory_limit is None

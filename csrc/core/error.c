@@ -97,3 +97,14 @@ void md_error_clear(md_error *err)
     err->code = MD_OK;
     err->message[0] = '\0';
 }
+
+int md_error_prefix(md_error *err, int code, const char *what)
+{
+    if (err == NULL || what == NULL) {
+        return code;
+    }
+    char original[MD_ERROR_MESSAGE_LEN];
+    memcpy(original, err->message, sizeof original);
+    original[sizeof original - 1] = '\0';
+    return md_fail(err, code, "%s: %s", what, original);
+}

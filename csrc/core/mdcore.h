@@ -61,6 +61,9 @@ int md_fail(md_error *err, int code, const char *fmt, ...)
 int md_fail_errno(md_error *err, int errno_value, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void md_error_clear(md_error *err);
+/* Prepends "what: " to err's message (so that a decoder's message names the
+ * file it came from) and returns code. */
+int md_error_prefix(md_error *err, int code, const char *what);
 
 /* ------------------------------------------------------------------ buffer */
 
@@ -237,6 +240,8 @@ typedef struct {
     md_str slots_dir;        /* the session's worker slots folder; ptr NULL when absent
                                 (or nil): the job runs without the machine-wide budget */
     uint32_t worker_budget;  /* slots in slots_dir the job may use; 0: one per core */
+    uint64_t worker_memory_limit;  /* bytes of address space per worker (RLIMIT_AS); 0: none.
+                                      optional, older definitions read as 0 */
 } md_jobdef;
 
 /* The job definition payload is a msgpack map with more keys than the C side
@@ -301,6 +306,18 @@ typedef struct {
 
 int md_hello_encode(const md_hello *hello, md_buf *out, md_error *err);
 int md_hello_decode(const uint8_t *data, size_t len, md_hello *out, md_error *err);
+
+/* Ready (payload of the READY envelope a worker sends once its interpreter
+ * is up): {"pid": int, "python_version": str, "error": str or nil}.  Unknown
+ * keys are ignored; a missing key reads as 0 / absent.  A non-NULL error
+ * means the worker cannot serve this job. */
+typedef struct {
+    int64_t pid;
+    md_str python_version;   /* ptr NULL when absent */
+    md_str error;            /* ptr NULL when nil or absent */
+} md_ready;
+
+int md_ready_decode(const uint8_t *payload, size_t len, md_ready *out, md_error *err);
 
 /* ---------------------------------------------------------- results log */
 

@@ -243,11 +243,11 @@ enum {
     JD_TASK_TIMEOUT = 1u << 16,
     JD_MAX_RETRIES = 1u << 17,
     JD_RETRY_ON = 1u << 18,
-    JD_SLOTS_DIR = 1u << 19,
-    JD_WORKER_BUDGET = 1u << 20
+    JD_WORKER_MEMORY_LIMIT = 1u << 19,
+    JD_SLOTS_DIR = 1u << 20,
+    JD_WORKER_BUDGET = 1u << 21
 };
 
-/* combiner_name and combiner may be left out (same as nil). */
 /* combiner_name, combiner and the keys from bit 16 on may be left out. */
 #define JD_REQUIRED (0xffffu & ~(unsigned)(JD_COMBINER_NAME | JD_COMBINER))
 
@@ -370,6 +370,10 @@ static unsigned read_jobdef_field(const msgpack_object *key, const msgpack_objec
         *ok = md_mp_get_uint(val, UINT32_MAX, &u);
         d->worker_budget = (uint32_t)u;
         return JD_WORKER_BUDGET;
+    }
+    if (md_mp_key_is(key, "worker_memory_limit")) {
+        *ok = md_mp_get_uint(val, UINT64_MAX, &d->worker_memory_limit);
+        return JD_WORKER_MEMORY_LIMIT;
     }
     *ok = 1;
     return 0;
@@ -778,6 +782,65 @@ int md_hello_decode(const uint8_t *data, size_t len, md_hello *out, md_error *er
     }
     memcpy(hello.key.bytes, key, MD_KEY_LEN);
     *out = hello;
+
+cleanup:
+    msgpack_unpacked_destroy(&unpacked);
+    return rc;
+}
+
+int md_ready_decode(const uint8_t *payload, size_t len, md_ready *out, md_error *err)
+{
+    if (out == NULL || (payload == NULL && len != 0)) {
+        return md_fail(err, MD_EARG, "ready: NULL argument");
+    }
+    int rc = MD_OK;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    md_ready ready;
+    memset(&ready, 0, sizeof ready);
+
+    /* The bounded pre-walk matters here: the bytes come from a worker, which
+     * runs user code, and a map header announcing 4 billion entries must not
+     * make the supervisor allocate for them. */
+    rc = md_mp_unpack(payload, len, &unpacked, "ready", err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    const msgpack_object *root = &unpacked.data;
+    if (root->type != MSGPACK_OBJECT_MAP) {
+        rc = md_fail(err, MD_EFORMAT, "ready: the payload is not a map");
+        goto cleanup;
+    }
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object *k = &root->via.map.ptr[i].key;
+        const msgpack_object *val = &root->via.map.ptr[i].val;
+        unsigned bit;
+        int ok;
+        if (md_mp_key_is(k, "pid")) {
+            bit = 1u;
+            ok = md_mp_get_int64(val, &ready.pid);
+        } else if (md_mp_key_is(k, "python_version")) {
+            bit = 2u;
+            ok = md_mp_get_str(val, &ready.python_version);
+        } else if (md_mp_key_is(k, "error")) {
+            bit = 4u;
+            ok = md_mp_get_str_or_nil(val, &ready.error);
+        } else {
+            continue;   /* room for additions within format version 1 */
+        }
+        if (seen & bit) {
+            rc = md_fail(err, MD_EFORMAT, "ready: repeated key");
+            goto cleanup;
+        }
+        seen |= bit;
+        if (!ok) {
+            rc = md_fail(err, MD_EFORMAT, "ready: field %.*s has the wrong type",
+                         (int)k->via.str.size, k->via.str.ptr);
+            goto cleanup;
+        }
+    }
+    *out = ready;
 
 cleanup:
     msgpack_unpacked_destroy(&unpacked);

@@ -343,14 +343,13 @@ int md_store_read_status(const char *dir, const md_key *key, const char *job_id,
         return rc;
     }
     rc = md_envelope_decode(key, scratch->data, scratch->len, &env, err);
-    if (rc != MD_OK) {
-        return rc;
+    if (rc == MD_OK) {
+        rc = md_envelope_expect(&env, MD_KIND_STATUS, job_id, err);
     }
-    rc = md_envelope_expect(&env, MD_KIND_STATUS, job_id, err);
-    if (rc != MD_OK) {
-        return rc;
+    if (rc == MD_OK) {
+        rc = md_status_decode(env.payload, env.payload_len, out, err);
     }
-    return md_status_decode(env.payload, env.payload_len, out, err);
+    return rc == MD_OK ? rc : md_error_prefix(err, rc, "file '" MD_STORE_STATUS "'");
 }
 
 int md_store_write_status(const char *dir, const md_key *key, const char *job_id,

@@ -1,6 +1,7 @@
 /* Python objects <-> msgpack, for the parts of a job folder that are plain
  * data (job definitions, statuses).  Pickles only ever travel as bin. */
 #include "ext.h"
+#include "msgpack_util.h"
 
 #include <string.h>
 
@@ -234,17 +235,20 @@ PyObject *md_unpack_object(const msgpack_object *obj)
 PyObject *md_unpack_bytes(md_module_state *state, const uint8_t *data, size_t len)
 {
     msgpack_unpacked unpacked;
-    size_t offset = 0;
+    md_error err;
     PyObject *result = NULL;
-    msgpack_unpacked_init(&unpacked);
-    msgpack_unpack_return ret =
-        msgpack_unpack_next(&unpacked, (const char *)data, len, &offset);
-    if (ret != MSGPACK_UNPACK_SUCCESS || offset != len) {
-        PyErr_SetString(state->format_error, "a stored record is not a single msgpack value");
-        goto cleanup;
+    /* The core's unpacker walks the bytes before msgpack-c allocates for
+     * them, so a container header announcing billions of elements is refused
+     * instead of allocated; it also refuses trailing bytes. */
+    int rc = md_mp_unpack(data, len, &unpacked, "a stored record", &err);
+    if (rc == MD_ENOMEM) {
+        return PyErr_NoMemory();
+    }
+    if (rc != MD_OK) {
+        PyErr_Format(state->format_error, "%s", err.message);
+        return NULL;
     }
     result = md_unpack_object(&unpacked.data);
-cleanup:
     msgpack_unpacked_destroy(&unpacked);
     return result;
 }

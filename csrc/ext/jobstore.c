@@ -79,7 +79,7 @@ static int open_folder(JobStoreObject *self, md_error *err)
     }
     rc = md_envelope_decode(&self->key, self->job_bytes.data, self->job_bytes.len, &env, err);
     if (rc != MD_OK) {
-        return rc;
+        return md_error_prefix(err, rc, "file '" MD_STORE_JOB "' (the job definition)");
     }
     if (env.kind != MD_KIND_JOB || env.job_id_len > MD_JOB_ID_MAX) {
         return md_fail(err, MD_EFORMAT, "the file 'job' does not hold a job definition");
@@ -238,12 +238,13 @@ static PyObject *job_store_kwargs(PyObject *op, PyObject *Py_UNUSED(ignored))
             rc = md_envelope_expect(&env, MD_KIND_TASKS, self->job_id, &err);
         }
         if (rc == MD_OK && env.first != shard_index * def->shard_size) {
-            rc = md_fail(&err, MD_EFORMAT, "%s holds tasks from %llu, expected %llu", name,
+            rc = md_fail(&err, MD_EFORMAT, "holds tasks from %llu, expected %llu",
                          (unsigned long long)env.first,
                          (unsigned long long)(shard_index * def->shard_size));
         }
         Py_END_ALLOW_THREADS
         if (rc != MD_OK) {
+            (void)md_error_prefix(&err, rc, name);
             (void)raise_for(self, &err);
             goto cleanup;
         }

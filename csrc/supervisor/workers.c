@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,9 +23,9 @@
 
 /* Runs in the forked child: only async-signal-safe calls until execv. */
 static void exec_worker(const char *worker, int sock, int null_fd, int log_fd,
-                        pid_t parent) __attribute__((noreturn));
+                        pid_t parent, uint64_t memory_limit) __attribute__((noreturn));
 static void exec_worker(const char *worker, int sock, int null_fd, int log_fd,
-                        pid_t parent)
+                        pid_t parent, uint64_t memory_limit)
 {
     char arg0[] = "mapdeploy-worker";
     char arg1[] = "--fd";
@@ -52,6 +53,17 @@ static void exec_worker(const char *worker, int sock, int null_fd, int log_fd,
     /* dup2 onto itself would leave FD_CLOEXEC set */
     if (sock == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sock, 3) < 0) {
         _exit(CHILD_FAILED);
+    }
+    /* The job's worker_memory_limit: a task that allocates without end gets
+     * MemoryError (or, failing that, kills only its worker) instead of
+     * pushing the machine into swap or the OOM killer onto another process. */
+    if (memory_limit > 0) {
+        struct rlimit limit;
+        limit.rlim_cur = memory_limit >= (uint64_t)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)memory_limit;
+        limit.rlim_max = limit.rlim_cur;
+        if (setrlimit(RLIMIT_AS, &limit) != 0) {
+            _exit(CHILD_FAILED);
+        }
     }
     execv(worker, argv);
     _exit(CHILD_FAILED);
@@ -143,7 +155,8 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
         goto cleanup;
     }
     if (pid == 0) {
-        exec_worker(ctx->worker_path, sv[1], null_fd, log_fd, parent);
+        exec_worker(ctx->worker_path, sv[1], null_fd, log_fd, parent,
+                    ctx->jobdef->worker_memory_limit);
     }
     ctx->spawned++;
     record_worker(ctx, pid, w->slot);

@@ -108,6 +108,17 @@ int worker_failure_from_exception(worker_ctx *ctx, PyObject *exc, const char *pr
         if (message == NULL)
             goto cleanup;
     }
+    /* str(MemoryError()) is empty: say what happened, and which limit hit. */
+    if (PyErr_GivenExceptionMatches(exc, PyExc_MemoryError) && PyUnicode_GET_LENGTH(message) == 0) {
+        unsigned long long limit = ctx->jobdef != NULL ? ctx->jobdef->worker_memory_limit : 0;
+        Py_DECREF(message);
+        message = limit > 0
+            ? PyUnicode_FromFormat("the task ran out of memory (the environment's "
+                                   "worker_memory_limit is %llu bytes)", limit)
+            : PyUnicode_FromString("the task ran out of memory");
+        if (message == NULL)
+            goto cleanup;
+    }
     full = PyUnicode_FromFormat("%s%U", prefix != NULL ? prefix : "", message);
     if (full == NULL)
         goto cleanup;

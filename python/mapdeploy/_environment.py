@@ -11,22 +11,49 @@ from . import _engine
 
 __all__ = ["Local", "LocalAsync"]
 
+# Below this a worker's interpreter (its libraries are address space too)
+# cannot even start.
+MIN_WORKER_MEMORY_LIMIT = 256 * 1024 * 1024
+# Environment names become file names (escaped, up to 5 bytes a character).
+MAX_NAME_LENGTH = 40
+# Each worker is a process with its own interpreter; more than this on one
+# machine is a typo (and 10**30 must not reach the C side as an overflow).
+MAX_NUM_WORKERS = 1024
+
 
 class _LocalEnvironment:
     _type = "Local"
 
-    def __init__(self, name: str, num_workers: int | None = None) -> None:
+    def __init__(self, name: str, num_workers: int | None = None,
+                 worker_memory_limit: int | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"an environment name must be a non-empty str, not {name!r}")
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"environment name {name[:20]!r}... is {len(name)} characters long; "
+                             f"at most {MAX_NAME_LENGTH} are allowed")
         if num_workers is not None and (
-                isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1):
-            raise ValueError(f"num_workers must be a positive int or None (one per core), not {num_workers!r}")
+                isinstance(num_workers, bool) or not isinstance(num_workers, int)
+            or not 1 <= num_workers <= MAX_NUM_WORKERS):
+            raise ValueError(f"num_workers must be an int from 1 to {MAX_NUM_WORKERS} or None "
+                             f"(one per core), not {num_workers!r}")
+        if worker_memory_limit is not None and (
+                isinstance(worker_memory_limit, bool) or not isinstance(worker_memory_limit, int)
+                or not MIN_WORKER_MEMORY_LIMIT <= worker_memory_limit < 2 ** 63):
+            raise ValueError(
+                "worker_memory_limit must be None (no limit) or an int number of bytes of at least "
+                f"{MIN_WORKER_MEMORY_LIMIT} (a worker's Python needs that much address space to "
+                f"start), not {worker_memory_limit!r}")
         self.name = name
         self.num_workers = num_workers
+        self.worker_memory_limit = worker_memory_limit
         self._save()
 
     def _record(self) -> dict[str, Any]:
-        return {"type": self._type, "name": self.name, "num_workers": self.num_workers}
+        record: dict[str, Any] = {"type": self._type, "name": self.name,
+                                  "num_workers": self.num_workers}
+        if self.worker_memory_limit is not None:  # records written before it existed stay equal
+            record["worker_memory_limit"] = self.worker_memory_limit
+        return record
 
     def _save(self) -> None:
         record = dict(self._record(), created=time.time())
@@ -35,7 +62,7 @@ class _LocalEnvironment:
         if path.exists():
             try:
                 previous = json.loads(path.read_text())
-                if {k: previous.get(k) for k in ("type", "name", "num_workers")} == self._record():
+                if {k: v for k, v in previous.items() if k != "created"} == self._record():
                     return
             except (OSError, ValueError):
                 pass
@@ -51,13 +78,15 @@ class _LocalEnvironment:
 
     def __repr__(self) -> str:
         workers = "" if self.num_workers is None else f', "num_workers": {self.num_workers}'
+        if self.worker_memory_limit is not None:
+            workers += f', "worker_memory_limit": {self.worker_memory_limit}'
         return f'{self._type}: ["name": {self.name}{workers}]'
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _LocalEnvironment) and self._record() == other._record()
 
     def __hash__(self) -> int:
-        return hash((self._type, self.name, self.num_workers))
+        return hash((self._type, self.name, self.num_workers, self.worker_memory_limit))
 
 
 class LocalAsync(_LocalEnvironment):
@@ -66,7 +95,10 @@ class LocalAsync(_LocalEnvironment):
     ``create`` returns at once; the job runs in a detached supervisor process
     and outlives the Python process that started it. Load it again later with
     ``mapdeploy.deploy.jobs[name]``. ``num_workers`` defaults to the number
-    of cores.
+    of cores. ``worker_memory_limit`` (bytes, default no limit) caps each
+    worker's address space: a task that allocates past it fails with
+    ``MemoryError`` (or ``WorkerDied`` if its worker cannot recover), and the
+    other tasks of the job go on.
     """
 
     _type = "LocalAsync"
@@ -74,6 +106,8 @@ class LocalAsync(_LocalEnvironment):
 
 class Local(_LocalEnvironment):
     """Runs jobs on this computer; ``create`` returns when the job has ended.
+
+    ``num_workers`` and ``worker_memory_limit`` are as for ``LocalAsync``.
 
     Ctrl-C while it waits cancels the job.
     """
@@ -95,6 +129,7 @@ def from_record(record: dict[str, Any]) -> _LocalEnvironment:
     env = kind.__new__(kind)
     env.name = record["name"]
     env.num_workers = record.get("num_workers")
+    env.worker_memory_limit = record.get("worker_memory_limit")
     return env
 
 

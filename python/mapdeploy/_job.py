@@ -6,7 +6,7 @@ import html as _html
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import _engine, _environment, _progress
 from ._mapdeploy import JobStore
@@ -121,10 +121,14 @@ class Job:
                  f"Its log is {self.get_log_file_path()}/supervisor.log")
         return FAILED, error, status
 
-    def _wait_final(self, timeout: float | None = None) -> str:
+    def _wait_final(self, timeout: float | None = None,
+                    on_change: Callable[[], None] | None = None) -> str:
+        """Waits until the job ends or timeout passes; calls on_change whenever the folder changed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._store.wait(0)  # start watching before the first look, so no change is missed
         while True:
+            if on_change is not None:
+                on_change()
             state = self._status_record()[0]
             if state in FINAL_STATES:
                 return state
@@ -354,36 +358,26 @@ class Job:
     def _wait_progress(self, timeout: float | None, progress: bool | None) -> str:
         """_wait_final, with a progress bar where one is wanted and the job still runs."""
         kind = _progress.choose(progress)
-        if kind is None:
+        if kind is None or self.get_status() in FINAL_STATES:
             return self._wait_final(timeout)
-        state = self.get_status()
-        if state in FINAL_STATES:
-            return state
-        deadline = None if timeout is None else time.monotonic() + timeout
         bar = _progress.Progress(kind, self.name, self._task_count)
+        last_count = [0.0]
+
+        def show(final: bool = False) -> None:
+            # Counting walks every task: ten times a second is plenty for a bar.
+            if not final and time.monotonic() - last_count[0] < 0.1:
+                return
+            last_count[0] = time.monotonic()
+            counts = self.get_task_counts()
+            ended = counts["completed"] + counts["failed"]
+            combining = not final and self._combiner_name is not None and ended == self._task_count
+            bar.update(ended, counts["failed"], "combining" if combining else None)
+
+        state = UNKNOWN
         try:
-            self._store.wait(0)
-            counted = 0.0
-            while True:
-                # Counting walks every task: ten times a second is plenty for a bar.
-                if time.monotonic() - counted >= 0.1:
-                    counted = time.monotonic()
-                    counts = self.get_task_counts()
-                    combining = (self._combiner_name is not None
-                                 and counts["completed"] + counts["failed"] == self._task_count)
-                    bar.update(counts["completed"] + counts["failed"], counts["failed"],
-                               "combining" if combining else None)
-                state = self._status_record()[0]
-                if state in FINAL_STATES:
-                    counts = self.get_task_counts()
-                    bar.update(counts["completed"] + counts["failed"], counts["failed"])
-                    return state
-                remaining = _LIVENESS_INTERVAL
-                if deadline is not None:
-                    remaining = min(remaining, deadline - time.monotonic())
-                    if remaining <= 0:
-                        return state
-                self._store.wait(remaining)
+            state = self._wait_final(timeout, on_change=show)
+            show(final=True)
+            return state
         finally:
             bar.close(state)
 

@@ -16,7 +16,6 @@ import fnmatch
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import time
@@ -32,7 +31,6 @@ from ._table import Table
 __all__ = ["jobs", "environments"]
 
 logger = logging.getLogger("mapdeploy")
-_NAME = re.compile(r"[a-zA-Z0-9\-_]+")  # job names, as map_job.create checks them
 
 
 def _date(seconds: float | None) -> str | None:
@@ -123,6 +121,8 @@ class _Registry:
         """
         if item is None and pattern is None:
             raise ValueError("give an item (index, name or object) or a pattern to delete")
+        if pattern is not None and not isinstance(pattern, str):
+            raise TypeError(f"pattern must be an fnmatch pattern (str), not {type(pattern).__name__}")
         names: list[str] = []
         items = item if isinstance(item, (list, tuple)) else ([] if item is None else [item])
         for one in items:
@@ -176,9 +176,13 @@ class _Jobs(_Registry):
         return entries
 
     def _exists(self, name: str) -> bool:
-        # one stat instead of reading every definition; the name check keeps
-        # "../x" and the like out of the jobs folder
-        return bool(_NAME.fullmatch(name)) and (_engine.jobs_dir() / name / "job").is_file()
+        # One stat instead of reading every definition. A job folder that
+        # exists but cannot be read (a tampered definition, a key others can
+        # read) is left out of list(), but asking for it by name must say why
+        # it cannot be loaded, not that it does not exist. The checks keep
+        # "../x" and the like out of the jobs folder.
+        return (name not in ("", ".", "..") and "/" not in name and "\0" not in name
+                and (_engine.jobs_dir() / name / "job").is_file())
 
     def _not_found(self, name: str, why: str) -> JobNotFoundError:
         return JobNotFoundError(f"there is no job named {name!r} in the session "

@@ -23,6 +23,9 @@ _SHARD_SIZE = 4096
 _MAX_NAME_ATTEMPTS = 64
 DEFAULT_RETRY_ON: tuple[str, ...] = ("WorkerDied", "TaskTimeout")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A job name is a folder name (at most 255 bytes); room is left for the
+# "-xxxxx" a repeated name gets.
+MAX_NAME_LENGTH = 128
 
 
 def function_name(function: Callable[..., Any]) -> str:
@@ -44,6 +47,9 @@ def check_function(function: Any, argument: str) -> None:
 def check_name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"Job name {name[:20]!r}... is {len(name)} characters long; a job name "
+                         f"has at most {MAX_NAME_LENGTH} (it names a folder)")
     if not _NAME_PATTERN.match(name):
         raise ValueError(f"Job name {name!r} is not valid: a job name may contain only letters, "
                          "digits, '-' and '_' (it must match ^[a-zA-Z0-9-_]+$)")
@@ -130,6 +136,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
         "exec_prefix": sys.exec_prefix,
         "sys_path": _sys_path(),
         "num_workers": env.num_workers or 0,
+        "worker_memory_limit": env.worker_memory_limit or 0,
         "created": time.time(),
         "slots_dir": str(_engine.slots_dir()),
         "worker_budget": _engine.worker_budget(),

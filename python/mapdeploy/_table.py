@@ -409,6 +409,9 @@ class Table:
         self._nrows = 0
         if columns is None:
             return
+        if not isinstance(columns, Mapping):
+            raise TypeError("a Table is made from a mapping of column name to a sequence of values, "
+                            f"not {type(columns).__name__}")
         for name, values in columns.items():
             if not isinstance(name, str):
                 raise TypeError(f"column names must be strings, got {name!r}")

@@ -88,7 +88,10 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 16u + (extra_key ? 1u : 0u) + (with_retries ? 5u : 0u));
+    /* extra_key: bit 0 adds a key the C side ignores, bit 1 worker_memory_limit,
+     * bit 2 a worker_memory_limit of the wrong type */
+    msgpack_pack_map(&pk, 16u + ((extra_key & 1) ? 1u : 0u) + ((extra_key & 6) ? 1u : 0u) +
+                              (with_retries ? 5u : 0u));
 #define KEY(k) msgpack_pack_str_with_body(&pk, k, strlen(k))
 #define STR(v) msgpack_pack_str_with_body(&pk, v, strlen(v))
     KEY("name"); STR("my job");
@@ -109,7 +112,7 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
     KEY("sys_path"); msgpack_pack_array(&pk, 3); STR("/home/u"); STR("/usr/lib/python3.11"); STR("");
     KEY("num_workers"); msgpack_pack_uint32(&pk, 4);
     KEY("created"); msgpack_pack_double(&pk, 1700000000.5);
-    if (extra_key) {
+    if (extra_key & 1) {
         KEY("environment"); msgpack_pack_map(&pk, 1); STR("PATH"); STR("/bin");
     }
     if (with_retries) {
@@ -118,6 +121,12 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
         KEY("retry_on"); msgpack_pack_array(&pk, 2); STR("WorkerDied"); STR("ValueError");
         KEY("slots_dir"); STR("/home/u/.mapdeploy/slots");
         KEY("worker_budget"); msgpack_pack_uint32(&pk, 6);
+    }
+    if (extra_key & 2) {
+        KEY("worker_memory_limit"); msgpack_pack_uint64(&pk, 3ull << 30);
+    }
+    if (extra_key & 4) {
+        KEY("worker_memory_limit"); STR("3G");
     }
 #undef KEY
 #undef STR
@@ -368,6 +377,21 @@ int main(void)
               md_jobdef_get(view)->combiner_name.ptr == NULL);
     md_jobdef_free(view);
     view = NULL;
+    /* worker_memory_limit is optional: absent (older definitions) reads as 0 */
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
+    CHECK(&c, view != NULL && md_jobdef_get(view)->worker_memory_limit == 0);
+    md_jobdef_free(view);
+    view = NULL;
+    md_buf_clear(&buf);
+    encode_jobdef(&buf, 0, 3, 0);
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_OK);
+    CHECK(&c, view != NULL && md_jobdef_get(view)->worker_memory_limit == (3ull << 30));
+    md_jobdef_free(view);
+    view = NULL;
+    md_buf_clear(&buf);
+    encode_jobdef(&buf, 0, 4, 0);
+    CHECK(&c, md_jobdef_decode(buf.data, buf.len, &view, &err) == MD_EFORMAT);
+    CHECK(&c, view == NULL && strstr(err.message, "worker_memory_limit") != NULL);
     /* a missing required key */
     const uint8_t only_name[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'x'};
     CHECK(&c, md_jobdef_decode(only_name, sizeof only_name, &view, &err) == MD_EFORMAT);
@@ -384,6 +408,35 @@ int main(void)
     nested[sizeof nested - 1] = 0xc0;
     CHECK(&c, md_results_decode(nested, sizeof nested, NULL, NULL, NULL, &err) == MD_EFORMAT);
     CHECK(&c, md_bins_decode(deep, sizeof deep, NULL, NULL, NULL, &err) == MD_EFORMAT);
+
+    /* ---- ready */
+    md_ready ready;
+    /* {"pid": 7, "python_version": "3.11", "error": nil, "later": 1} */
+    const uint8_t ready_ok[] = {0x84, 0xa3, 'p', 'i', 'd', 0x07,
+                                0xae, 'p', 'y', 't', 'h', 'o', 'n', '_', 'v', 'e', 'r', 's', 'i', 'o', 'n',
+                                0xa4, '3', '.', '1', '1', 0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0,
+                                0xa5, 'l', 'a', 't', 'e', 'r', 0x01};
+    CHECK(&c, md_ready_decode(ready_ok, sizeof ready_ok, &ready, &err) == MD_OK);
+    CHECK(&c, ready.pid == 7 && ready.error.ptr == NULL && ready.python_version.len == 4);
+    /* {"error": "no"} */
+    const uint8_t ready_error[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa2, 'n', 'o'};
+    CHECK(&c, md_ready_decode(ready_error, sizeof ready_error, &ready, &err) == MD_OK);
+    CHECK(&c, ready.error.len == 2 && memcmp(ready.error.ptr, "no", 2) == 0);
+    /* {"error": 5}, {"error": nil, "error": nil}, a trailing byte, not a map */
+    const uint8_t ready_bad_type[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0x05};
+    CHECK(&c, md_ready_decode(ready_bad_type, sizeof ready_bad_type, &ready, &err) == MD_EFORMAT);
+    const uint8_t ready_repeated[] = {0x82, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0,
+                                      0xa5, 'e', 'r', 'r', 'o', 'r', 0xc0};
+    CHECK(&c, md_ready_decode(ready_repeated, sizeof ready_repeated, &ready, &err) == MD_EFORMAT);
+    CHECK(&c, md_ready_decode(ready_error, sizeof ready_error - 1, &ready, &err) != MD_OK);
+    const uint8_t ready_array[] = {0x91, 0x01};
+    CHECK(&c, md_ready_decode(ready_array, sizeof ready_array, &ready, &err) == MD_EFORMAT);
+    /* Regression (found by fuzz_ready): a map32 header announcing 0xffdfffff
+     * entries in a 9-byte payload made msgpack-c try to allocate ~100 GiB. */
+    const uint8_t ready_huge_map[] = {0x83, 0x69, 0xff, 0xff, 0xdf, 0xff, 0x00, 0x00, 0xc0};
+    CHECK(&c, md_ready_decode(ready_huge_map, sizeof ready_huge_map, &ready, &err) == MD_EFORMAT);
+    const uint8_t ready_map32[] = {0xdf, 0xff, 0xdf, 0xff, 0x00, 0x00, 0xc0};
+    CHECK(&c, md_ready_decode(ready_map32, sizeof ready_map32, &ready, &err) == MD_EFORMAT);
 
     md_buf_free(&buf);
     return md_test_finish(&c);
