@@ -757,9 +757,12 @@ typedef struct {
     const size_t *item_lens;
 } job_layout;
 
+/* atomic: written to a temporary name and renamed, so that other processes
+ * never see the file partly written (the job definition, whose presence
+ * tells them the folder is complete); the others are created in place. */
 static int write_envelope(const job_layout *layout, const char *name, md_kind kind, uint64_t first,
                           uint64_t count, const uint8_t *payload, size_t payload_len,
-                          md_buf *scratch, md_error *err)
+                          int atomic, md_buf *scratch, md_error *err)
 {
     md_envelope env = {kind, layout->job_id, strlen(layout->job_id), first, count, 0,
                        payload, payload_len};
@@ -767,6 +770,9 @@ static int write_envelope(const job_layout *layout, const char *name, md_kind ki
     int rc = md_envelope_encode(layout->key, &env, scratch, err);
     if (rc != MD_OK) {
         return rc;
+    }
+    if (atomic) {
+        return md_store_write_atomic(layout->dir, name, scratch->data, scratch->len, 0600, err);
     }
     return md_store_create_exclusive(layout->dir, name, scratch->data, scratch->len, 0600, err);
 }
@@ -805,7 +811,7 @@ static int write_layout(const job_layout *layout, md_error *err)
         }
         if (rc == MD_OK) {
             rc = write_envelope(layout, name, MD_KIND_TASKS, first, count, payload.data, payload.len,
-                                &scratch, err);
+                                0, &scratch, err);
         }
         if (rc != MD_OK) {
             goto cleanup;
@@ -817,9 +823,10 @@ static int write_layout(const job_layout *layout, md_error *err)
     if (rc != MD_OK) {
         goto cleanup;
     }
-    /* The definition goes last: a folder with a readable 'job' is complete. */
+    /* The definition goes last, whole or not at all: a folder with a 'job'
+     * file is complete, also to a process listing the jobs right now. */
     rc = write_envelope(layout, MD_STORE_JOB, MD_KIND_JOB, 0, layout->task_count,
-                        layout->definition, layout->definition_len, &scratch, err);
+                        layout->definition, layout->definition_len, 1, &scratch, err);
 cleanup:
     md_buf_free(&payload);
     md_buf_free(&scratch);
