@@ -198,12 +198,22 @@ class _Jobs(_Registry):
             raise
 
     def _remove(self, name: str) -> None:
-        job = self._load(name)
-        state = job.get_status()
+        jobs_dir = _engine.jobs_dir()
+        try:
+            job = self._load(name)
+            being_started = job._being_started()
+            state = job.get_status()
+        except (MapDeployError, OSError):
+            if not (jobs_dir / name / "job").is_file():
+                raise self._not_found(name, ": another process deleted it") from None
+            raise
+        if being_started:
+            raise RuntimeError(f"job {name!r} is being started by the process that created it; "
+                               "cancel it first with "
+                               f"mapdeploy.deploy.jobs[{name!r}].cancel()")
         if state not in FINAL_STATES:
             raise RuntimeError(f"job {name!r} is still {state}; cancel it first with "
                                f"mapdeploy.deploy.jobs[{name!r}].cancel()")
-        jobs_dir = _engine.jobs_dir()
         # the rename takes the job out of the registry in one step, so a
         # process listing the jobs never sees it half removed, and of two
         # processes deleting it exactly one succeeds
