@@ -361,6 +361,14 @@ int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data
 /* Creates dir/name only if absent (O_EXCL): MD_EEXIST when present. */
 int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
                               size_t len, unsigned mode, md_error *err);
+/* The same without fsync: for files whose loss in a host crash costs nothing
+ * (a new job folder before its supervisor runs, which a reader then finds
+ * incomplete or failing its MACs). A crash of the writing process alone loses
+ * nothing: the data is in the page cache once write(2) returned. */
+int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *data,
+                             size_t len, unsigned mode, md_error *err);
+/* fsync(2) of the file dir/name (not of its folder). */
+int md_store_sync_file(const char *dir, const char *name, md_error *err);
 /* Reads a whole file into out (replacing its contents); MD_ENOENT if absent. */
 int md_store_read(const char *dir, const char *name, md_buf *out, md_error *err);
 /* Reads from byte offset to the end of the file, appending to out. */

@@ -144,8 +144,10 @@ cleanup:
     return rc;
 }
 
-int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
-                              size_t len, unsigned mode, md_error *err)
+/* O_EXCL create of dir/name; with sync, the file and then its folder are
+ * fsynced before success is reported. */
+static int create_exclusive(const char *dir, const char *name, const uint8_t *data,
+                            size_t len, unsigned mode, int sync, md_error *err)
 {
     if (data == NULL && len != 0) {
         return md_fail(err, MD_EARG, "create: NULL data");
@@ -162,14 +164,53 @@ int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *
         }
         return md_fail_errno(err, errno, "cannot create %s", path);
     }
-    rc = write_sync_close(fd, data, len, path, err);
-    if (rc == MD_OK) {
-        rc = fsync_parent(path, err);
+    if (sync) {
+        rc = write_sync_close(fd, data, len, path, err);
+        if (rc == MD_OK) {
+            rc = fsync_parent(path, err);
+        }
+    } else {
+        rc = write_all(fd, data, len, path, err);
+        if (close(fd) != 0 && rc == MD_OK) {
+            rc = md_fail_errno(err, errno, "cannot close %s", path);
+        }
     }
     if (rc != MD_OK) {
         /* Best effort: a half-written file must not pass for a created one;
          * the error already reported is the one that matters. */
         (void)unlink(path);
+    }
+    return rc;
+}
+
+int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
+                              size_t len, unsigned mode, md_error *err)
+{
+    return create_exclusive(dir, name, data, len, mode, 1, err);
+}
+
+int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *data,
+                             size_t len, unsigned mode, md_error *err)
+{
+    return create_exclusive(dir, name, data, len, mode, 0, err);
+}
+
+int md_store_sync_file(const char *dir, const char *name, md_error *err)
+{
+    char path[MD_PATH_MAX];
+    int rc = md_path_join(path, sizeof path, dir, name, err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return md_fail_errno(err, errno, "cannot open %s to sync it", path);
+    }
+    if (fsync(fd) != 0) {
+        rc = md_fail_errno(err, errno, "cannot sync %s", path);
+    }
+    if (close(fd) != 0 && rc == MD_OK) {
+        rc = md_fail_errno(err, errno, "cannot close %s", path);
     }
     return rc;
 }

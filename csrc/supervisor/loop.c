@@ -232,7 +232,7 @@ static size_t fill_pollfds(sv_ctx *ctx, struct pollfd *pfds, sv_worker **owners)
             continue;
         }
         pfds[n].fd = w->fd;
-        pfds[n].events = (short)(POLLIN | (w->out.len > 0 ? POLLOUT : 0));
+        pfds[n].events = (short)(POLLIN | (w->out.len > w->out_sent ? POLLOUT : 0));
         owners[n++] = w;
     }
     return n;

@@ -78,7 +78,10 @@ typedef struct {
     int fd;               /* -1 once the socket hit EOF or was dropped */
     double eof_mono;      /* when fd was dropped, to bound the wait for exit */
     md_buf in;            /* bytes read, not yet parsed into frames */
-    md_buf out;           /* framed bytes not yet written */
+    md_buf out;           /* framed bytes queued for the worker */
+    size_t out_sent;      /* of which already written: out is compacted only once this
+                           * reaches half of it, so a large frame that goes out in many
+                           * partial sends is not moved again after each one */
     sv_batch batches[SV_MAX_INFLIGHT];  /* [0] is the oldest */
     size_t nbatches;
     double ewma;          /* seconds per task */

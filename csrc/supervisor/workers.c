@@ -171,6 +171,7 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
     w->retiring = 0;
     md_buf_clear(&w->in);
     md_buf_clear(&w->out);
+    w->out_sent = 0;
     rc = send_hello(ctx, w, err);
 
 cleanup:
@@ -205,21 +206,31 @@ int sv_worker_queue_frame(sv_worker *w, const uint8_t *data, size_t len, md_erro
 
 int sv_worker_flush(sv_worker *w)
 {
-    while (w->fd >= 0 && w->out.len > 0) {
-        ssize_t n = send(w->fd, w->out.data, w->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (w->fd >= 0 && w->out_sent < w->out.len) {
+        ssize_t n = send(w->fd, w->out.data + w->out_sent, w->out.len - w->out_sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
-            md_buf_consume(&w->out, (size_t)n);
+            w->out_sent += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return 0;
+            break;
         }
         /* the worker is gone; keep the socket open so that the results it
          * sent before dying are still read, and let SIGCHLD report the death */
         md_buf_clear(&w->out);
+        w->out_sent = 0;
+    }
+    if (w->out_sent == w->out.len) {
+        md_buf_clear(&w->out);
+        w->out_sent = 0;
+    } else if (w->out_sent >= w->out.len / 2) {
+        /* moves fewer bytes than were sent since the last move: linear overall */
+        md_buf_consume(&w->out, w->out_sent);
+        w->out_sent = 0;
     }
     return 0;
 }
@@ -232,6 +243,7 @@ void sv_worker_drop_socket(sv_worker *w)
         w->eof_mono = md_monotonic_time();
     }
     md_buf_clear(&w->out);
+    w->out_sent = 0;
 }
 
 /* Only called once the worker's process is reaped (or never started), so
@@ -247,6 +259,7 @@ void sv_worker_release(sv_worker *w)
     w->retiring = 0;
     md_buf_free(&w->in);
     md_buf_free(&w->out);
+    w->out_sent = 0;
     w->state = SV_WORKER_FREE;
     w->pid = 0;
     w->nbatches = 0;

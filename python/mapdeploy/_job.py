@@ -201,7 +201,18 @@ class Job:
                 f"{len(failed)} of {self._task_count} tasks of job {self.name!r} failed ({shown}). "
                 "get_map_results() returns the results with None for the failed tasks; "
                 "get_metrics() shows each exception and traceback.")
-        return [self._value(i) for i in range(self._task_count)]
+        return self._all_values()
+
+    def _all_values(self) -> list[Any]:
+        """Every map task's value (all Completed), unpickled once and cached."""
+        values = self._values
+        if len(values) == self._task_count:
+            return [values[i] for i in range(self._task_count)]
+        # one C-level loads per record instead of a _value call per task
+        loaded = [loads(record[_VALUE]) if record[_VALUE] is not None else None
+                  for record in self._records]
+        self._values = dict(enumerate(loaded))
+        return loaded
 
     def get_map_results(self, wait: bool = True) -> list[Any] | None:
         """The map results in parameter order, None for a failed task.

@@ -13,10 +13,12 @@ import operator
 import os
 import pickle
 import sys
+import types
 from typing import Any, Callable, Iterator
 
 import cloudpickle
 
+from . import _code_filename
 from ._errors import SerializationError
 
 PROTOCOL = 5
@@ -155,6 +157,17 @@ class _WithSources:
         return (operator.getitem, ((_CacheUpdate(self.entries), self.func), 1))
 
 
+class _WithCodeFilename:
+    """Unpickles as the function with its code's original file name (see _code_filename)."""
+
+    def __init__(self, func: Callable[..., Any], filename: str) -> None:
+        self.func = func
+        self.filename = filename
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_code_filename.with_code_filename, (self.func, self.filename))
+
+
 def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     """cloudpickle of a function; SerializationError naming the part that fails.
 
@@ -164,14 +177,20 @@ def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     by_value = _unimportable_module(func)
     if by_value is not None:
         cloudpickle.register_pickle_by_value(by_value)
+    cloudpickle.register_pickle_by_value(_code_filename)
     try:
+        payload: Any = func
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            payload = _WithCodeFilename(func, code.co_filename)
         sources = _unsaved_sources()
         if sources:
-            return cloudpickle.dumps(_WithSources(func, sources), protocol=PROTOCOL)
-        return cloudpickle.dumps(func, protocol=PROTOCOL)
+            payload = _WithSources(payload, sources)
+        return cloudpickle.dumps(payload, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001
         raise _fail(what, func) from None
     finally:
+        cloudpickle.unregister_pickle_by_value(_code_filename)
         if by_value is not None:
             cloudpickle.unregister_pickle_by_value(by_value)
 
@@ -188,6 +207,27 @@ def dumps_kwargs(kwargs: dict[str, Any], what: str) -> bytes:
         return cloudpickle.dumps(kwargs, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001
         raise _fail(what, kwargs) from None
+
+
+def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[bytes]:
+    """Pickles of every task's keyword arguments, in order.
+
+    The common case (plain values, nothing from ``__main__``) is one C-level
+    ``pickle.dumps`` per dict in a list comprehension: about 1 µs a task
+    instead of 2 through ``dumps_kwargs``. Only the dicts that fail or refer
+    to ``__main__`` go through ``dumps_kwargs``; ``what(i)`` names dict i in
+    its error, built only when there is one.
+    """
+    dumps = pickle.dumps
+    try:
+        pickled = [dumps(kwargs, PROTOCOL) for kwargs in kwargs_list]
+    except Exception:  # noqa: BLE001 - some dict needs cloudpickle, or fails: one at a time
+        return [dumps_kwargs(kwargs, what(i)) for i, kwargs in enumerate(kwargs_list)]
+    marker = _MAIN_MARKER
+    for i, data in enumerate(pickled):
+        if marker in data:
+            pickled[i] = dumps_kwargs(kwargs_list[i], what(i))
+    return pickled
 
 
 def loads(data: bytes) -> Any:

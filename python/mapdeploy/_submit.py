@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from . import _engine, _environment
 from ._job import Job
 from ._mapdeploy import JobStore, create_job
-from ._pickling import dumps_function, dumps_kwargs
+from ._pickling import dumps_all_kwargs, dumps_function
 
 logger = logging.getLogger("mapdeploy")
 
@@ -111,8 +111,11 @@ def _sys_path() -> list[str]:
 
 def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, Any]],
            name: str | None, environment: Any, combiner: Callable[..., Any] | None,
-           argument_names: list[str], options: dict[str, Any] | None = None) -> Job:
-    """Pickles everything (failing before anything is written), creates the job folder, starts it."""
+           argument_name: Callable[[int], str], options: dict[str, Any] | None = None) -> Job:
+    """Pickles everything (failing before anything is written), creates the job folder, starts it.
+
+    argument_name(i) names kwargs_list[i] in errors (only called when there is one).
+    """
     env = resolve_environment(environment)
     fname = function_name(function)
     base_name = check_name(name) if name is not None else \
@@ -121,7 +124,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     combiner_name = function_name(combiner) if combiner is not None else None
     combiner_bytes = (dumps_function(combiner, f"the combiner function {combiner_name!r}")
                       if combiner is not None else None)
-    pickled = [dumps_kwargs(kwargs, where) for kwargs, where in zip(kwargs_list, argument_names)]
+    pickled = dumps_all_kwargs(kwargs_list, argument_name)
     definition = {
         "name": base_name,
         "job_kind": kind,
@@ -189,7 +192,10 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
     kwargs_list = list(parameter_set)
     if not kwargs_list:
         raise RuntimeError("An empty parameter_set was given. Nothing to do.")
+    checked_keys: Any = None  # param sets mostly share their keys: check each new key set once
     for index, kwargs in enumerate(kwargs_list):
+        if type(kwargs) is dict and kwargs.keys() == checked_keys:
+            continue
         if not isinstance(kwargs, dict):
             raise TypeError(
                 "parameter_set has to be an iterable of dictionaries, one dictionary of keyword "
@@ -199,4 +205,5 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
             if not isinstance(key, str):
                 raise TypeError(f"parameter_set[{index}] has the key {key!r}; keyword argument "
                                 "names must be str")
+        checked_keys = kwargs.keys()
     return kwargs_list

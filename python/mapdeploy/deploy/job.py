@@ -17,5 +17,5 @@ def create(function: Callable[..., Any], name: str | None = None, environment: A
     See ``map_job.create`` for ``name`` and ``environment``.
     """
     check_function(function, "function")
-    where = [f"the keyword arguments of {function_name(function)}"]
-    return submit("single", function, [kwargs], name, environment, None, where)
+    where = f"the keyword arguments of {function_name(function)}"
+    return submit("single", function, [kwargs], name, environment, None, lambda i: where)

@@ -59,6 +59,5 @@ def create(function: Callable[..., Any], parameter_set: Iterable[dict[str, Any]]
         check_function(combiner_function, "combiner_function")
     kwargs_list = materialize(parameter_set)
     options = check_retries(task_timeout, max_retries, retry_on)
-    where = [f"parameter_set[{i}]" for i in range(len(kwargs_list))]
-    return submit("map", function, kwargs_list, name, environment, combiner_function, where,
-                  options)
+    return submit("map", function, kwargs_list, name, environment, combiner_function,
+                  lambda i: f"parameter_set[{i}]", options)
