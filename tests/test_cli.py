@@ -135,6 +135,43 @@ def test_cancel_stops_a_running_job():
     assert run("results", "long").returncode == 4
 
 
+def test_resume_runs_the_rest_of_a_canceled_job():
+    env = gl.deploy.environment.LocalAsync("one", num_workers=1)
+    job = gl.deploy.map_job.create(jobfuncs.sleep_then, [{"x": i, "seconds": 0.2} for i in range(6)],
+                                   name="halted", environment=env)
+    assert wait_until(lambda: job.get_task_counts()["completed"] >= 1, timeout=60)
+    job.cancel()
+    assert job.get_status() == "Canceled"
+    done_before = job.get_task_counts()["completed"]
+    out = run("resume", "halted")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("resumed job halted")
+    assert f"{6 - done_before} of 6 task(s) left" in out.stdout
+    results = run("results", "halted")
+    assert results.returncode == 0, results.stderr
+    assert [line.split("\t")[1] for line in results.stdout.splitlines()] == [str(i) for i in range(6)]
+    # finished tasks were not run again
+    assert max(job.get_metrics(detailed=True)["attempts"]) == 1
+    code, data = run_json("resume", "halted")
+    assert code == 0
+    assert data["resumed"] is False and data["status"] == "Completed"
+    assert data["tasks"]["completed"] == 6
+    again = run("resume", "halted")
+    assert again.returncode == 0 and "is Completed; nothing to resume" in again.stdout
+
+
+def test_resume_leaves_a_running_job_alone_and_an_unknown_one_exits_3():
+    job = gl.deploy.map_job.create(jobfuncs.sleep_then, [{"x": 1, "seconds": 60}], name="busy")
+    assert wait_until(lambda: job.get_status() == "Running")
+    supervisor = job._store.status()["supervisor_pid"]
+    code, data = run_json("resume", "busy")
+    assert code == 0 and data["resumed"] is False and data["status"] == "Running"
+    assert job._store.status()["supervisor_pid"] == supervisor
+    missing = run("resume", "no-such-job")
+    assert missing.returncode == 3 and "no job named 'no-such-job'" in missing.stderr
+    job.cancel()
+
+
 def test_delete_by_pattern_refuses_running_jobs_unless_cancel():
     for name in ("tmp-a", "tmp-b"):
         gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 1}], name=name).wait(progress=False)
@@ -150,7 +187,7 @@ def test_delete_by_pattern_refuses_running_jobs_unless_cancel():
 
 
 @pytest.mark.parametrize("command", [[], ["jobs"], ["show"], ["results"], ["output"], ["cancel"],
-                                     ["delete"]])
+                                     ["resume"], ["delete"]])
 def test_every_command_has_help(command):
     out = run(*command, "--help")
     assert out.returncode == 0

@@ -63,15 +63,6 @@ def open_files(pid):
     return out
 
 
-def wait_for(predicate, timeout, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 # ------------------------------------------------------------ CLI only
 
 def test_usage_error():
@@ -104,6 +95,7 @@ def test_second_supervisor_exits_3(tmp_path):
 
 # ------------------------------------------------------------ end to end
 
+from conftest import wait_until  # noqa: E402
 import jobfolder  # noqa: E402  (needs msgpack and cloudpickle, from the test extras)
 
 
@@ -207,7 +199,7 @@ def test_task_that_kills_its_worker_fails_alone(tmp_path):
 def _cancel_test(job, request_cancel):
     sup = start_supervisor(job.path)
     try:
-        assert wait_for(lambda: len(children_of(sup.pid)) == 2 and job.read_log(), 20)
+        assert wait_until(lambda: len(children_of(sup.pid)) == 2 and job.read_log(), 20)
         workers = children_of(sup.pid)
         for pid in workers:   # the lock must die with the supervisor, not with them
             held = open_files(pid)
@@ -346,11 +338,11 @@ def test_daemonize_returns_once_running(tmp_path):
     p = run_supervisor(job.path, "--daemonize", timeout=30)
     assert p.returncode == 0, p.stderr
     assert job.status()["state"] == "Running"
-    assert wait_for(lambda: job.status()["state"] == "Completed", 30)
+    assert wait_until(lambda: job.status()["state"] == "Completed", 30)
     assert os.path.exists(os.path.join(job.path, "logs", "supervisor.log"))
     # the lock is free again once the daemon is gone
     with open(os.path.join(job.path, "supervisor.lock")) as lock:
-        assert wait_for(lambda: _can_lock(lock), 5)
+        assert wait_until(lambda: _can_lock(lock), 5)
 
 
 def _can_lock(f):

@@ -239,6 +239,9 @@ typedef struct {
     uint32_t max_retries;    /* extra attempts for a task whose failure is retryable */
     size_t retry_on_count;   /* entries via md_jobdef_retry_on; absent: the default */
     int retry_on_given;      /* 1 when the key was present */
+    md_str slots_dir;        /* the session's worker slots folder; ptr NULL when absent
+                                (or nil): the job runs without the machine-wide budget */
+    uint32_t worker_budget;  /* slots in slots_dir the job may use; 0: one per core */
     uint64_t worker_memory_limit;  /* bytes of address space per worker (RLIMIT_AS); 0: none.
                                       optional, older definitions read as 0 */
 } md_jobdef;

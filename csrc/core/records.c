@@ -243,7 +243,9 @@ enum {
     JD_TASK_TIMEOUT = 1u << 16,
     JD_MAX_RETRIES = 1u << 17,
     JD_RETRY_ON = 1u << 18,
-    JD_WORKER_MEMORY_LIMIT = 1u << 19
+    JD_WORKER_MEMORY_LIMIT = 1u << 19,
+    JD_SLOTS_DIR = 1u << 20,
+    JD_WORKER_BUDGET = 1u << 21
 };
 
 /* combiner_name, combiner and the keys from bit 16 on may be left out. */
@@ -355,6 +357,19 @@ static unsigned read_jobdef_field(const msgpack_object *key, const msgpack_objec
         d->retry_on_count = *ok ? val->via.array.size : 0;
         d->retry_on_given = 1;
         return JD_RETRY_ON;
+    }
+    /* optional: definitions written before the session-wide worker budget
+     * existed run with their own num_workers, as they always did */
+    if (md_mp_key_is(key, "slots_dir")) {
+        *ok = md_mp_get_str_or_nil(val, &d->slots_dir) &&
+              (d->slots_dir.ptr == NULL ||
+               (d->slots_dir.len > 0 && memchr(d->slots_dir.ptr, '\0', d->slots_dir.len) == NULL));
+        return JD_SLOTS_DIR;
+    }
+    if (md_mp_key_is(key, "worker_budget")) {
+        *ok = md_mp_get_uint(val, UINT32_MAX, &u);
+        d->worker_budget = (uint32_t)u;
+        return JD_WORKER_BUDGET;
     }
     if (md_mp_key_is(key, "worker_memory_limit")) {
         *ok = md_mp_get_uint(val, UINT64_MAX, &d->worker_memory_limit);

@@ -803,7 +803,11 @@ typedef struct {
     const size_t *item_lens;
 } job_layout;
 
-/* sync: fsync the file and its folder (see write_layout for which files need it). */
+/* sync: written to a temporary name, fsynced and renamed (and the folder
+ * fsynced), so that it is durable and other processes never see it partly
+ * written: the definition, whose presence tells a process listing the jobs
+ * that the folder is complete.  Otherwise created in place, unsynced (see
+ * write_layout for which files need what). */
 static int write_envelope(const job_layout *layout, const char *name, md_kind kind, uint64_t first,
                           uint64_t count, const uint8_t *payload, size_t payload_len,
                           int sync, md_buf *scratch, md_error *err)
@@ -816,8 +820,7 @@ static int write_envelope(const job_layout *layout, const char *name, md_kind ki
         return rc;
     }
     if (sync) {
-        return md_store_create_exclusive(layout->dir, name, scratch->data, scratch->len, 0600,
-                                         err);
+        return md_store_write_atomic(layout->dir, name, scratch->data, scratch->len, 0600, err);
     }
     return md_store_create_unsynced(layout->dir, name, scratch->data, scratch->len, 0600, err);
 }
@@ -888,7 +891,8 @@ static int write_layout(const job_layout *layout, md_error *err)
     if (rc != MD_OK) {
         goto cleanup;
     }
-    /* The definition goes last: a folder with a readable 'job' is complete. */
+    /* The definition goes last, whole or not at all: a folder with a 'job'
+     * file is complete, also to a process listing the jobs right now. */
     rc = write_envelope(layout, MD_STORE_JOB, MD_KIND_JOB, 0, layout->task_count,
                         layout->definition, layout->definition_len, 1, &scratch, err);
 cleanup:

@@ -35,14 +35,80 @@ static sv_worker *free_slot(sv_ctx *ctx)
     return NULL;
 }
 
-/* Keeps as many workers as there is work for, up to num_workers; replaces
- * the dead while tasks remain, within spawn_limit (no fork loop). */
+/* Workers that are not retiring: the ones the job counts on. */
+static unsigned active_workers(const sv_ctx *ctx)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        n += ctx->workers[i].state != SV_WORKER_FREE && !ctx->workers[i].retiring;
+    }
+    return n;
+}
+
+/* Rank of a worker as a candidate for retiring: an idle one costs nothing,
+ * one still starting has run nothing yet, a busy one is retired only once
+ * its batches are answered. */
+static int retire_rank(const sv_worker *w)
+{
+    if (w->state == SV_WORKER_READY && w->nbatches == 0) {
+        return 0;
+    }
+    return w->state == SV_WORKER_STARTING ? 1 : 2;
+}
+
+/* Brings the workers the job counts on to `want`: over it, some are marked
+ * retiring (no task is ever killed for this: they get nothing new and leave
+ * when their batches are answered); under it, retiring ones that have not
+ * left yet are taken back before anything new is started.  A retiring worker
+ * with nothing in flight has its socket closed; it exits on EOF and its slot
+ * is given back when it is reaped. */
+static void retire_excess(sv_ctx *ctx, uint64_t want)
+{
+    unsigned active = active_workers(ctx);
+    for (int rank = 0; rank < 3 && active > want; rank++) {
+        for (unsigned i = ctx->num_workers; i-- > 0 && active > want;) {
+            sv_worker *w = &ctx->workers[i];
+            if (w->state != SV_WORKER_FREE && !w->retiring && w->fd >= 0 &&
+                retire_rank(w) == rank) {
+                w->retiring = 1;
+                active--;
+            }
+        }
+    }
+    for (unsigned i = 0; i < ctx->num_workers && active < want; i++) {
+        sv_worker *w = &ctx->workers[i];
+        if (w->state != SV_WORKER_FREE && w->retiring && w->fd >= 0) {
+            w->retiring = 0;
+            active++;
+        }
+    }
+    for (unsigned i = 0; i < ctx->num_workers; i++) {
+        sv_worker *w = &ctx->workers[i];
+        if (w->retiring && w->state == SV_WORKER_READY && w->fd >= 0 && w->nbatches == 0) {
+            sv_worker_drop_socket(w);
+        }
+    }
+}
+
+/* Keeps as many workers as there is work for, up to num_workers and, with
+ * the session budget, up to the job's fair share and the free slots;
+ * replaces the dead while tasks remain, within spawn_limit (no fork loop). */
 static int ensure_workers(sv_ctx *ctx, md_error *err)
 {
     uint64_t work = ctx->undispatched + ctx->suspect_len + sv_inflight_tasks(ctx) +
                     (combine_pending(ctx) ? 1u : 0u);
     uint64_t desired = work < ctx->num_workers ? work : ctx->num_workers;
-    unsigned live = sv_live_workers(ctx);
+    if (ctx->budget_on) {
+        int rc = sv_budget_update(ctx, desired, err);
+        if (rc != 0) {
+            return rc;
+        }
+        if (desired > ctx->share) {
+            desired = ctx->share;
+        }
+        retire_excess(ctx, desired);
+    }
+    unsigned live = active_workers(ctx);
     while (live < desired) {
         sv_worker *w = free_slot(ctx);
         if (w == NULL) {
@@ -52,6 +118,12 @@ static int ensure_workers(sv_ctx *ctx, md_error *err)
             return md_fail(err, MD_EIO,
                            "workers kept dying: %u were started; see %s/logs/worker-*.log",
                            ctx->spawned, ctx->job_dir);
+        }
+        if (ctx->budget_on) {
+            int taken = sv_slot_take(ctx, w, err);
+            if (taken <= 0) {
+                return taken;  /* an error, or every slot is in use: wait */
+            }
         }
         int rc = sv_worker_spawn(ctx, w, err);
         if (rc != 0) {
@@ -71,7 +143,7 @@ static int dispatch_all(sv_ctx *ctx, md_error *err)
             return rc;
         }
         if (combine_pending(ctx) && !ctx->combine_sent && w->state == SV_WORKER_READY &&
-            w->fd >= 0 && w->nbatches == 0) {
+            w->fd >= 0 && w->nbatches == 0 && !w->retiring) {
             rc = sv_start_combine(ctx, w, err);
             if (rc != 0) {
                 return rc;

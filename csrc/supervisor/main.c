@@ -96,6 +96,8 @@ static void ctx_init(sv_ctx *ctx)
     ctx->notify_fd = -1;
     ctx->sig_fd = -1;
     ctx->log_fd = -1;
+    ctx->slots_fd = -1;
+    ctx->reg_fd = -1;
     md_buf_init(&ctx->job_bytes);
     md_buf_init(&ctx->scratch);
     md_buf_init(&ctx->scratch2);
@@ -110,6 +112,7 @@ static void ctx_free(sv_ctx *ctx)
     }
     free(ctx->workers);
     ctx->workers = NULL;
+    sv_budget_close(ctx);
     sv_unload_job(ctx);
     md_buf_free(&ctx->scratch);
     md_buf_free(&ctx->scratch2);
@@ -185,6 +188,7 @@ static int allocate_workers(sv_ctx *ctx, md_error *err)
     for (unsigned i = 0; i < ctx->num_workers; i++) {
         ctx->workers[i].fd = -1;
         ctx->workers[i].slot = i;
+        ctx->workers[i].slot_fd = -1;
         md_buf_init(&ctx->workers[i].in);
         md_buf_init(&ctx->workers[i].out);
     }
@@ -215,6 +219,8 @@ static int finish(sv_ctx *ctx, sv_run_outcome outcome, md_error *err)
 {
     md_error werr;
     md_error_clear(&werr);
+    /* the job needs no more workers: other jobs may count without it at once */
+    sv_budget_close(ctx);
     if (outcome == SV_RUN_FAILED) {
         return fail_job(ctx, err->message);
     }
@@ -257,7 +263,8 @@ static int run_job(sv_ctx *ctx)
     }
     /* the log is read before Running is written so that num_workers in the
      * status already accounts for the tasks a previous run finished */
-    if (sv_log_resume(ctx, &err) != 0 || allocate_workers(ctx, &err) != 0) {
+    if (sv_log_resume(ctx, &err) != 0 || allocate_workers(ctx, &err) != 0 ||
+        sv_budget_open(ctx, &err) != 0) {
         return fail_job(ctx, err.message);
     }
     ctx->start_time = md_wall_time();

@@ -71,15 +71,21 @@ static uint64_t batch_size(const sv_ctx *ctx, const sv_worker *w)
 
 static int can_send(const sv_ctx *ctx, const sv_worker *w)
 {
-    if (w->state != SV_WORKER_READY || w->fd < 0) {
+    if (w->state != SV_WORKER_READY || w->fd < 0 || w->retiring) {
         return 0;
     }
     if (w->nbatches == 0) {
         return ctx->suspect_len > 0 || ctx->undispatched > 0;
     }
     if (w->nbatches == 1) {
+        /* a second batch only hides the round trip (tens of microseconds);
+         * behind a batch expected to run longer than SV_PIPELINE_SECONDS it
+         * gains nothing and would hold a task on a busy worker while another
+         * may be free, and keep a worker over its share (budget.c) that much
+         * longer */
         return ctx->task_timeout <= 0 && !w->batches[0].alone && w->have_ewma && ctx->suspect_len == 0 &&
-               ctx->undispatched > 0;
+               ctx->undispatched > 0 &&
+               w->ewma * (double)w->batches[0].count <= SV_PIPELINE_SECONDS;
     }
     return 0;
 }

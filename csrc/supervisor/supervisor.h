@@ -21,6 +21,7 @@
 #define SV_EXIT_LOCKED 3
 
 #define SV_MAX_INFLIGHT 2          /* batches in flight per worker */
+#define SV_PIPELINE_SECONDS 0.05   /* a second batch goes only behind a shorter one */
 #define SV_MAX_BATCH 4096u         /* tasks per batch */
 #define SV_BATCH_TARGET_SECONDS 0.005
 #define SV_MIN_TASK_SECONDS 1e-7   /* floor of the EWMA: no division by zero */
@@ -31,6 +32,8 @@
 #define SV_EOF_GRACE_SECONDS 2.0   /* socket closed but process not gone yet */
 #define SV_REAP_SECONDS 1.0        /* at shutdown, before SIGKILL */
 #define SV_MAX_READ_FRAME ((size_t)1 << 30)
+#define SV_BUDGET_CHECK_SECONDS 0.1 /* how often the fair shares are recomputed */
+#define SV_MAX_BUDGET 4096u        /* slot files tried; far above any core count */
 
 /* Outcome of the phases run after the job is loaded. */
 typedef enum {
@@ -83,6 +86,9 @@ typedef struct {
     size_t nbatches;
     double ewma;          /* seconds per task */
     int have_ewma;
+    int slot_fd;          /* the budget slot this worker runs on, locked; -1: none */
+    int retiring;         /* over the job's share: sent nothing more, its socket is
+                             closed once its batches are answered */
 } sv_worker;
 
 typedef struct {
@@ -139,6 +145,20 @@ typedef struct {
     unsigned spawned;
     unsigned spawn_limit;
 
+    /* the session-wide worker budget (budget.c); off for definitions without
+     * slots_dir, which run num_workers workers as they always did */
+    int budget_on;
+    char slots_dir[MD_PATH_MAX];
+    int slots_fd;         /* the slots folder, O_DIRECTORY */
+    char reg_name[sizeof("job-") + MD_JOB_ID_MAX];
+    int reg_fd;           /* our registration, locked for our whole life */
+    ino_t reg_ino;
+    unsigned budget;      /* slots in the session */
+    unsigned share;       /* the most workers we may run now (from the last scan) */
+    uint64_t demand_published;  /* length of our registration file */
+    double last_budget_check;
+    int slots_exhausted;  /* no slot was free since the last check */
+
     double start_time;
     double last_sync_mono;
     int unsynced;
@@ -190,6 +210,12 @@ unsigned sv_live_workers(const sv_ctx *ctx);
 void sv_kill_all_workers(sv_ctx *ctx);
 void sv_shutdown_workers(sv_ctx *ctx);
 void sv_describe_exit(int wstatus, char *out, size_t out_len);
+
+/* budget.c */
+int sv_budget_open(sv_ctx *ctx, md_error *err);
+void sv_budget_close(sv_ctx *ctx);
+int sv_budget_update(sv_ctx *ctx, uint64_t demand, md_error *err);
+int sv_slot_take(sv_ctx *ctx, sv_worker *w, md_error *err);
 
 /* ready.c */
 int sv_ready_error(const uint8_t *payload, size_t len, char *error_out,

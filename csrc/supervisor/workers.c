@@ -168,6 +168,7 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
     w->nbatches = 0;
     w->have_ewma = 0;
     w->ewma = 0;
+    w->retiring = 0;
     md_buf_clear(&w->in);
     md_buf_clear(&w->out);
     w->out_sent = 0;
@@ -245,9 +246,17 @@ void sv_worker_drop_socket(sv_worker *w)
     w->out_sent = 0;
 }
 
+/* Only called once the worker's process is reaped (or never started), so
+ * giving its slot back here never lets the session run more processes than
+ * slots. */
 void sv_worker_release(sv_worker *w)
 {
     sv_worker_drop_socket(w);
+    if (w->slot_fd >= 0) {
+        close(w->slot_fd);
+        w->slot_fd = -1;
+    }
+    w->retiring = 0;
     md_buf_free(&w->in);
     md_buf_free(&w->out);
     w->out_sent = 0;

@@ -9,6 +9,7 @@ from ._errors import MapDeployError, StorageError
 
 SUPERVISOR = "mapdeploy-supervisor"
 WORKER = "mapdeploy-worker"
+MAX_WORKER_BUDGET = 4096  # SV_MAX_BUDGET in csrc/supervisor/supervisor.h
 
 
 def executable(name: str) -> str:
@@ -27,7 +28,7 @@ def home() -> Path:
     root = Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser()
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("jobs", "environments"):
+        for sub in ("jobs", "environments", "slots"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
     except OSError as error:
         raise StorageError(
@@ -48,3 +49,24 @@ def jobs_dir() -> Path:
 
 def environments_dir() -> Path:
     return home() / "environments"
+
+
+def slots_dir() -> Path:
+    """The worker slots every supervisor of the session shares (see docs/architecture.md, "Many jobs")."""
+    return home() / "slots"
+
+
+def worker_budget() -> int:
+    """Worker processes all running jobs of the session may have at once: MAPDEPLOY_WORKER_BUDGET, else 0 (one per core)."""
+    raw = os.environ.get("MAPDEPLOY_WORKER_BUDGET", "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= MAX_WORKER_BUDGET:
+        raise ValueError(f"MAPDEPLOY_WORKER_BUDGET must be a whole number from 1 to "
+                         f"{MAX_WORKER_BUDGET} (worker processes for all running jobs), not {raw!r}; "
+                         "unset it for one per core")
+    return value

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from typing import Any
 
@@ -65,9 +66,15 @@ class _LocalEnvironment:
                     return
             except (OSError, ValueError):
                 pass
-        temporary = folder / f".{path.name}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, path)
+        # a name of its own per writer (threads share the pid), then one rename:
+        # readers in any process see the old record or the new one, never a part
+        temporary = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            temporary.write_text(json.dumps(record))
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def __repr__(self) -> str:
         workers = "" if self.num_workers is None else f', "num_workers": {self.num_workers}'

@@ -32,6 +32,11 @@ DETAILED_COLUMNS = ("attempt", "attempts", "worker_pid", "peak_memory", "output_
 # How often a waiting client checks that the supervisor still lives: a dead
 # process changes no file, so no change notification would wake the wait.
 _LIVENESS_INTERVAL = 1.0
+# A job folder is written (Pending) a moment before its supervisor is started;
+# until then no supervisor holds its lock, and its status reads Failed.  For
+# this long after its creation such a job is not deleted or resumed by
+# another process, which would take it from under the process starting it.
+_START_GRACE_SECONDS = 30.0
 
 
 def _local_time(seconds: float | None) -> str | None:
@@ -105,6 +110,21 @@ class Job:
                  f"(or mapdeploy.deploy.jobs[{self.name!r}].resume()). "
                  f"Its log is {self.get_log_file_path()}/supervisor.log")
         return FAILED, error, status
+
+    def _being_started(self) -> bool:
+        """True while the job was never started and may still be being started by its creator."""
+        status = self._store.status()
+        created = self._definition.get("created") or 0.0
+        # from the status alone: with the lock too, a supervisor taking it
+        # between two looks could make a job being started look dead
+        return (status["state"] == PENDING and not status["supervisor_pid"]
+                and abs(time.time() - created) < _START_GRACE_SECONDS)
+
+    def _wait_supervisor_exit(self, timeout: float) -> None:
+        """Waits (at most timeout seconds) for a supervisor that has written a final status to exit."""
+        deadline = time.monotonic() + timeout
+        while self._store.supervisor_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _wait_final(self, timeout: float | None = None,
                     on_change: Callable[[], None] | None = None) -> str:
@@ -263,10 +283,14 @@ class Job:
         ``LocalAsync``; ``get_results()`` waits for it. A Completed or still
         running job is left alone.
         """
-        if self._store.supervisor_alive():
-            logger.info("job %s is still running; nothing to resume", self.name)
+        state = self.get_status()
+        if state in (RUNNING, PENDING) or self._being_started():
+            logger.info("job %s is still running or being started; nothing to resume", self.name)
             return
-        state = self._store.status()["state"]
+        # a supervisor that wrote Canceled or Failed holds its lock until it
+        # exits, a few milliseconds later; a new one started before that
+        # would find the lock taken
+        self._wait_supervisor_exit(5.0)
         if state == COMPLETED:
             logger.info("job %s has completed; nothing to resume", self.name)
             return

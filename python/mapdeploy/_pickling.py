@@ -13,10 +13,12 @@ import operator
 import os
 import pickle
 import sys
+import types
 from typing import Any, Callable, Iterator
 
 import cloudpickle
 
+from . import _code_filename
 from ._errors import SerializationError
 from ._mapdeploy import flat_pickles
 
@@ -156,6 +158,17 @@ class _WithSources:
         return (operator.getitem, ((_CacheUpdate(self.entries), self.func), 1))
 
 
+class _WithCodeFilename:
+    """Unpickles as the function with its code's original file name (see _code_filename)."""
+
+    def __init__(self, func: Callable[..., Any], filename: str) -> None:
+        self.func = func
+        self.filename = filename
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_code_filename.with_code_filename, (self.func, self.filename))
+
+
 def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     """cloudpickle of a function; SerializationError naming the part that fails.
 
@@ -165,14 +178,20 @@ def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     by_value = _unimportable_module(func)
     if by_value is not None:
         cloudpickle.register_pickle_by_value(by_value)
+    cloudpickle.register_pickle_by_value(_code_filename)
     try:
+        payload: Any = func
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            payload = _WithCodeFilename(func, code.co_filename)
         sources = _unsaved_sources()
         if sources:
-            return cloudpickle.dumps(_WithSources(func, sources), protocol=PROTOCOL)
-        return cloudpickle.dumps(func, protocol=PROTOCOL)
+            payload = _WithSources(payload, sources)
+        return cloudpickle.dumps(payload, protocol=PROTOCOL)
     except Exception:  # noqa: BLE001
         raise _fail(what, func) from None
     finally:
+        cloudpickle.unregister_pickle_by_value(_code_filename)
         if by_value is not None:
             cloudpickle.unregister_pickle_by_value(by_value)
 

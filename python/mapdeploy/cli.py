@@ -1,4 +1,4 @@
-"""The ``mapdeploy`` command: look at, cancel and delete the jobs of the session from a shell.
+"""The ``mapdeploy`` command: look at, cancel, resume and delete the jobs of the session from a shell.
 
 Every command reads the same session folder as the Python API (``~/.mapdeploy``,
 or ``$MAPDEPLOY_HOME``), so jobs started by any script or notebook are there.
@@ -89,12 +89,18 @@ def _home() -> str:
 def _cmd_jobs(args: argparse.Namespace) -> int:
     import mapdeploy as gl
 
+    from mapdeploy import JobNotFoundError
+
     table = gl.deploy.jobs.list()
     rows = []
     for record in table:
         try:
             status = gl.deploy.jobs[record["Name"]].get_status()
+        except JobNotFoundError:
+            continue  # deleted by another process since the listing
         except Exception as error:  # noqa: BLE001 - one damaged folder must not hide the others
+            if record["Name"] not in gl.deploy.jobs:
+                continue
             status = f"Unreadable ({type(error).__name__})"
         rows.append({"index": record["Index"], "name": record["Name"],
                      "environment": record["Environment"], "created": record["Creation date"],
@@ -223,8 +229,27 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    job = _load(args.name)
+    before = job.get_status()
+    job.resume()
+    resumed = before not in ("Completed", "Running", "Pending")
+    after = job.get_status()
+    counts = job.get_task_counts()
+    if args.json:
+        _print_json({"name": job.name, "status": after, "resumed": resumed, "tasks": counts})
+    elif resumed:
+        print(f"resumed job {job.name} ({after}): {counts['unfinished']} of {counts['total']} "
+              f"task(s) left to run; `mapdeploy results {job.name}` waits for them")
+    else:
+        print(f"job {job.name} is {before}; nothing to resume")
+    return EXIT_OK
+
+
 def _cmd_delete(args: argparse.Namespace) -> int:
     import mapdeploy as gl
+
+    from mapdeploy import JobNotFoundError
 
     names = [name for name in gl.deploy.jobs if fnmatch.fnmatchcase(name, args.pattern)]
     deleted: list[str] = []
@@ -236,6 +261,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
                 job.cancel()
             del gl.deploy.jobs[name]
             deleted.append(name)
+        except JobNotFoundError:
+            continue  # another process deleted it meanwhile: gone, as asked
         except Exception as error:  # noqa: BLE001 - report every job that stays, then fail
             errors.append(f"{name}: {error}")
     if args.json:
@@ -258,7 +285,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mapdeploy",
-        description="Look at, cancel and delete the mapdeploy jobs of this session "
+        description="Look at, cancel, resume and delete the mapdeploy jobs of this session "
                     "(~/.mapdeploy, or $MAPDEPLOY_HOME).",
         epilog="Exit codes: 0 ok, 1 error, 2 bad usage, 3 no such job or task, "
                "4 results incomplete (failed tasks, failed or canceled job), 5 not finished yet.")
@@ -309,6 +336,14 @@ def _parser() -> argparse.ArgumentParser:
                   "tasks that finished are kept. A job that has already ended is left alone (exit 0).")
     sub.add_argument("name", metavar="NAME", help="the job's name (or its index in `mapdeploy jobs`)")
     sub.set_defaults(run=_cmd_cancel)
+
+    sub = command("resume", "run the rest of a stopped job",
+                  "Resume a job that was canceled, whose supervisor was killed, or that failed "
+                  "as a whole (e.g. a full disk): a new supervisor runs only the tasks without a "
+                  "final result, then the combiner. Returns once the job runs again. A running "
+                  "or completed job is left alone (exit 0).")
+    sub.add_argument("name", metavar="NAME", help="the job's name (or its index in `mapdeploy jobs`)")
+    sub.set_defaults(run=_cmd_resume)
 
     sub = command("delete", "delete jobs whose names match a pattern",
                   "Delete the folders of the jobs whose names match PATTERN (shell-style: "

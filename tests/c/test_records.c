@@ -91,7 +91,7 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
     /* extra_key: bit 0 adds a key the C side ignores, bit 1 worker_memory_limit,
      * bit 2 a worker_memory_limit of the wrong type */
     msgpack_pack_map(&pk, 16u + ((extra_key & 1) ? 1u : 0u) + ((extra_key & 6) ? 1u : 0u) +
-                              (with_retries ? 3u : 0u));
+                              (with_retries ? 5u : 0u));
 #define KEY(k) msgpack_pack_str_with_body(&pk, k, strlen(k))
 #define STR(v) msgpack_pack_str_with_body(&pk, v, strlen(v))
     KEY("name"); STR("my job");
@@ -119,6 +119,8 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
         KEY("task_timeout"); msgpack_pack_double(&pk, 2.5);
         KEY("max_retries"); msgpack_pack_uint32(&pk, 3);
         KEY("retry_on"); msgpack_pack_array(&pk, 2); STR("WorkerDied"); STR("ValueError");
+        KEY("slots_dir"); STR("/home/u/.mapdeploy/slots");
+        KEY("worker_budget"); msgpack_pack_uint32(&pk, 6);
     }
     if (extra_key & 2) {
         KEY("worker_memory_limit"); msgpack_pack_uint64(&pk, 3ull << 30);
@@ -354,6 +356,7 @@ int main(void)
         /* a definition written before the optional keys existed: the defaults */
         CHECK(&c, d->task_timeout == 0 && d->max_retries == 0 && !d->retry_on_given);
         CHECK(&c, d->retry_on_count == 0 && md_jobdef_retry_on(view, 0).ptr == NULL);
+        CHECK(&c, d->slots_dir.ptr == NULL && d->worker_budget == 0);
         CHECK(&c, (const uint8_t *)d->name.ptr > buf.data &&
                   (const uint8_t *)d->name.ptr < buf.data + buf.len);
     }
@@ -368,6 +371,7 @@ int main(void)
         CHECK(&c, d->task_timeout == 2.5 && d->max_retries == 3 && d->retry_on_given);
         CHECK(&c, d->retry_on_count == 2 && str_is(md_jobdef_retry_on(view, 1), "ValueError"));
         CHECK(&c, md_jobdef_retry_on(view, 2).ptr == NULL);
+        CHECK(&c, str_is(d->slots_dir, "/home/u/.mapdeploy/slots") && d->worker_budget == 6);
     }
     CHECK(&c, view != NULL && md_jobdef_get(view)->combiner == NULL &&
               md_jobdef_get(view)->combiner_name.ptr == NULL);
