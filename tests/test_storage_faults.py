@@ -55,6 +55,10 @@ def test_full_disk_fails_the_job_clearly_keeps_results_and_resume_completes(smal
 def test_read_only_session_folder_gives_a_clear_error_and_loses_nothing(small_home):
     job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 2}])
     assert job.get_results() == [3]
+    # The job's processes may still be closing their files after the final
+    # status; a remount read-only is refused while any is open for writing.
+    pids = job_process_ids(small_home)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
     mount("-o", "remount,ro", str(small_home))
     with pytest.raises(gl.StorageError) as caught:
         gl.deploy.map_job.create(jobfuncs.add, [{"x": 3, "y": 4}])
