@@ -21,6 +21,20 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def children(pid: int) -> list[int]:
+    """The child process ids of pid (empty once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def supervisor_pid(job) -> int:
+    """The pid of a job's supervisor, as its status records it."""
+    return job._store.status()["supervisor_pid"]
+
+
 def wait_until(condition, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Polls condition() until it is true or timeout seconds pass."""
     deadline = time.monotonic() + timeout

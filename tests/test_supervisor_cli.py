@@ -35,23 +35,6 @@ def start_supervisor(job_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def children_of(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def pid_alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def open_files(pid):
     fd_dir = "/proc/%d/fd" % pid
     out = []
@@ -95,7 +78,7 @@ def test_second_supervisor_exits_3(tmp_path):
 
 # ------------------------------------------------------------ end to end
 
-from conftest import wait_until  # noqa: E402
+from conftest import children, pid_alive, wait_until  # noqa: E402
 import jobfolder  # noqa: E402  (needs msgpack and cloudpickle, from the test extras)
 
 
@@ -199,8 +182,8 @@ def test_task_that_kills_its_worker_fails_alone(tmp_path):
 def _cancel_test(job, request_cancel):
     sup = start_supervisor(job.path)
     try:
-        assert wait_until(lambda: len(children_of(sup.pid)) == 2 and job.read_log(), 20)
-        workers = children_of(sup.pid)
+        assert wait_until(lambda: len(children(sup.pid)) == 2 and job.read_log(), 20)
+        workers = children(sup.pid)
         for pid in workers:   # the lock must die with the supervisor, not with them
             held = open_files(pid)
             assert not any(f.endswith(("supervisor.lock", "results/log")) for f in held), held

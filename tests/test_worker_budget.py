@@ -18,21 +18,9 @@ import pytest
 
 import jobfuncs
 import mapdeploy as gl
-from conftest import pid_alive, wait_until
+from conftest import children, pid_alive, supervisor_pid, wait_until
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(p) for p in handle.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def supervisor_pid(job) -> int:
-    return job._store.status()["supervisor_pid"]
 
 
 def workers_of(job) -> int:
