@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mapdeploy._table import Column, Table, failed_row_class
+from seed_document import DOC_METRICS
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -23,22 +24,7 @@ TRACEBACK = (
 MESSAGE = "unsupported operand type(s) for +: 'NoneType' and 'int'"
 
 # The printed metrics table from GraphLab Create's deploy documentation.
-DOC_EXAMPLE = """\
-+-----------+-----------+---------------------+-------------------+-----------+
-| task_name |   status  |      start_time     |      run_time     | exception |
-+-----------+-----------+---------------------+-------------------+-----------+
-|  add-0-0  | Completed | 2015-05-07 12:46:53 | 6.60419464111e-05 |    None   |
-|  add-0-1  |   Failed  | 2015-05-07 12:46:53 |        None       | TypeError |
-|  add-0-2  | Completed | 2015-05-07 12:46:53 | 1.50203704834e-05 |    None   |
-+-----------+-----------+---------------------+-------------------+-----------+
-+-------------------------------+-------------------------------+
-|       exception_message       |      exception_traceback      |
-+-------------------------------+-------------------------------+
-|              None             |              None             |
-| unsupported operand type(s... | Traceback (most recent cal... |
-|              None             |              None             |
-+-------------------------------+-------------------------------+
-[3 rows x 7 columns]"""
+DOC_EXAMPLE = DOC_METRICS
 
 NOTE = (
     "Note: Only the head of the Table is printed.\n"

@@ -21,6 +21,7 @@ import cloudpickle
 import msgpack
 import pytest
 
+from conftest import wait_until
 from mapdeploy import _engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -593,10 +594,7 @@ def fn(path):
     w.run([{"path": str(marker)}])
     def ticks():
         return len(marker.read_text()) if marker.exists() else 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and ticks() < 20:
-        time.sleep(0.02)
-    assert ticks() == 20   # the GIL was released while the worker waited
+    assert wait_until(lambda: ticks() == 20, timeout=5)   # the GIL was released while the worker waited
     assert w.close() == 0
 
 
