@@ -139,3 +139,27 @@ def raise_message(message):
 def identity(x):
     """Returns its argument (return values of every kind)."""
     return x
+
+
+def echo(data):
+    return data
+
+
+def big_bytes(n, seed):
+    """n bytes that differ from task to task."""
+    head = bytes([seed % 256]) + os.urandom(min(n - 1, 64))
+    return head + bytes(n - len(head))
+
+
+def describe_array(array):
+    """(writable, sum) of a numpy array argument, and the array doubled."""
+    return bool(array.flags.writeable), float(array.sum()), array * 2
+
+
+def sleep_echo(data, seconds):
+    time.sleep(seconds)
+    return data
+
+
+def total_length(**values):
+    return sum(len(value) for value in values.values() if value is not None)

@@ -264,6 +264,14 @@ int md_blob_write(const char *job_dir, const md_key *key, const uint8_t *data, s
         return rc;
     }
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        /* the first blob of a job whose arguments had none */
+        rc = md_store_mkdir(job_dir, MD_STORE_BLOBS_DIR, 0700, 1, err);
+        if (rc != MD_OK) {
+            goto cleanup;
+        }
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         rc = md_fail_errno(err, errno, "cannot create %s", path);
         goto cleanup;

@@ -353,8 +353,8 @@ int md_blob_name(const md_blob_ref *ref, char *out, size_t out_len, md_error *er
 int md_blob_tag(const md_key *key, const uint8_t nonce[MD_BLOB_NONCE_LEN], const uint8_t *data,
                 size_t len, uint8_t tag[MD_BLOB_TAG_LEN], md_error *err);
 /* Picks a random nonce, creates <job_dir>/blobs/<hex> (O_EXCL, 0600, no
- * fsync), writes data with one write(2) while a second thread computes the
- * tag, and fills ref (readonly left 0). */
+ * fsync; the blobs folder too when absent), writes data with one write(2)
+ * while a second thread computes the tag, and fills ref (readonly left 0). */
 int md_blob_write(const char *job_dir, const md_key *key, const uint8_t *data, size_t len,
                   md_blob_ref *ref, md_error *err);
 /* Reads the blob ref names into dst (ref->length bytes), checking its size
