@@ -82,6 +82,12 @@ def big_after(n, seconds):
     return b"x" * n
 
 
+def big_text_after(n, seconds):
+    """Like big_after, as a str: a large str stays in the results envelope (no blob)."""
+    time.sleep(seconds)
+    return "x" * n
+
+
 def allocate_without_end(x):
     """Allocates until the memory limit stops it; returns x if it ever could stop."""
     hoard = []

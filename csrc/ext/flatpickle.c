@@ -30,10 +30,7 @@ PyObject *md_flat_pickles(PyObject *module, PyObject *list)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         PyObject *item = NULL;
         PyObject *kwargs = PyList_GET_ITEM(list, i);
-        if (oob == NULL && (oob = PyList_New(0)) == NULL) {
-            goto cleanup;
-        }
-        int rc = PyDict_CheckExact(kwargs) ? md_flat_pickle(kwargs, 1, &out, oob) : 1;
+        int rc = PyDict_CheckExact(kwargs) ? md_flat_pickle(kwargs, 1, &out, &oob) : 1;
         if (rc < 0) {
             PyErr_NoMemory();
             goto cleanup;
@@ -43,19 +40,17 @@ PyObject *md_flat_pickles(PyObject *module, PyObject *list)
             if (item == NULL) {
                 goto cleanup;
             }
-            if (PyList_GET_SIZE(oob) > 0) {
+            if (oob != NULL) {
                 PyObject *pair = PyTuple_Pack(2, item, oob);
                 Py_DECREF(item);
-                Py_CLEAR(oob);   /* the pair owns it; the next dict gets a new list */
+                Py_CLEAR(oob);   /* the pair owns it; the next dict starts without one */
                 if (pair == NULL) {
                     goto cleanup;
                 }
                 item = pair;
             }
         } else {
-            if (PyList_GET_SIZE(oob) > 0 && PyList_SetSlice(oob, 0, PY_SSIZE_T_MAX, NULL) != 0) {
-                goto cleanup;
-            }
+            Py_CLEAR(oob);
             item = Py_NewRef(Py_None);
         }
         PyList_SET_ITEM(pickles, i, item);

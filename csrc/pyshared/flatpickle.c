@@ -20,7 +20,8 @@ enum {
 
 typedef struct {
     md_buf out;
-    PyObject *oob;   /* list for out-of-band buffers, or NULL: everything in band */
+    PyObject **oob;  /* where the list of out-of-band buffers goes (made on first use),
+                        or NULL: everything in band */
 } flat_writer;
 
 static int put(flat_writer *w, const void *data, size_t len)
@@ -133,7 +134,11 @@ static int put_value(flat_writer *w, PyObject *value)
          * read-only object as it is, so the reader gets that bytes back. */
         if (w->oob != NULL && (size_t)PyBytes_GET_SIZE(value) >= MD_BLOB_THRESHOLD) {
             static const uint8_t ops[] = {OP_NEXT_BUFFER, OP_READONLY_BUFFER};
-            if (PyList_Append(w->oob, value) != 0) {
+            if (*w->oob == NULL && (*w->oob = PyList_New(0)) == NULL) {
+                PyErr_Clear();
+                return -1;
+            }
+            if (PyList_Append(*w->oob, value) != 0) {
                 PyErr_Clear();
                 return -1;
             }
@@ -181,7 +186,7 @@ static int put_dict(flat_writer *w, PyObject *dict)
     return 0;
 }
 
-int md_flat_pickle(PyObject *obj, int dicts, md_buf *out, PyObject *oob)
+int md_flat_pickle(PyObject *obj, int dicts, md_buf *out, PyObject **oob)
 {
     static const uint8_t header[] = {OP_PROTO, 5};
     flat_writer w;

@@ -365,17 +365,15 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
      * them in (a definition written before blobs has none). */
     int blobs = job_dir_of(ctx, dir_buf, sizeof dir_buf) != NULL;
 
-    if (blobs && (oob = PyList_New(0)) == NULL)
-        goto failed;
     /* A plain value (None, bool, int, float, str, bytes, or a dict of those
      * by str keys) is written without a Pickler (flatpickle.h). */
-    int flat = md_flat_pickle(value, 1, &ctx->pickle, oob);
+    int flat = md_flat_pickle(value, 1, &ctx->pickle, blobs ? &oob : NULL);
     if (flat < 0) {
         PyErr_NoMemory();
         goto failed;
     }
     if (flat == 0) {
-        if (oob != NULL && PyList_GET_SIZE(oob) > 0)
+        if (oob != NULL)
             pickled = wrap_value(ctx, ctx->pickle.data, ctx->pickle.len, oob);
         else
             pickled = PyBytes_FromStringAndSize((const char *)ctx->pickle.data,
@@ -391,7 +389,8 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     if (args == NULL)
         goto failed;
     if (blobs) {
-        if (PyList_SetSlice(oob, 0, PY_SSIZE_T_MAX, NULL) != 0)
+        Py_XSETREF(oob, PyList_New(0));
+        if (oob == NULL)
             goto failed;
         /* numpy arrays and the like hand their data to buffer_callback */
         collector = md_oob_collector(oob);

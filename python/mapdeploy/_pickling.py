@@ -203,27 +203,40 @@ def dumps_kwargs(kwargs: dict[str, Any], what: str) -> Any:
     dumps_all_kwargs).
     """
     try:
-        data = _dumps_out_of_band(pickle.dumps, kwargs)
+        data = _OutOfBand(pickle.dumps)(kwargs)
         if _MAIN_MARKER not in (data if isinstance(data, bytes) else data[0]):
             return data
     except Exception:  # noqa: BLE001 - fall back to cloudpickle, which handles more
         pass
     try:
-        return _dumps_out_of_band(cloudpickle.dumps, kwargs)
+        return _OutOfBand(cloudpickle.dumps)(kwargs)
     except Exception:  # noqa: BLE001
         raise _fail(what, kwargs) from None
 
 
-def _dumps_out_of_band(dumps: Callable[..., bytes], obj: Any) -> Any:
+class _OutOfBand:
     """dumps(obj) with buffers of BLOB_THRESHOLD bytes or more out of band.
 
-    Returns the pickle, or (pickle, buffers) when it has out-of-band
-    buffers (numpy arrays and anything else pickled through a
-    ``PickleBuffer``): create_job writes each buffer once as a blob.
+    Calling it returns the pickle, or (pickle, buffers) when it has
+    out-of-band buffers (numpy arrays and anything else pickled through a
+    ``PickleBuffer``): create_job writes each buffer once as a blob. One
+    instance serves many dicts, so that a dict costs no new callback.
     """
-    buffers: list[Any] = []
-    data = dumps(obj, protocol=PROTOCOL, buffer_callback=blob_collector(buffers))
-    return (data, buffers) if buffers else data
+
+    def __init__(self, dumps: Callable[..., bytes]) -> None:
+        self._dumps = dumps
+        self._buffers: list[Any] = []
+        self._callback = blob_collector(self._buffers)
+
+    def __call__(self, obj: Any) -> Any:
+        buffers = self._buffers
+        buffers.clear()   # left over from a dumps that failed
+        data = self._dumps(obj, protocol=PROTOCOL, buffer_callback=self._callback)
+        if not buffers:
+            return data
+        taken = buffers[:]
+        buffers.clear()
+        return data, taken
 
 
 def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[Any]:
@@ -242,10 +255,10 @@ def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], st
     if None not in pickled:
         return pickled
     rest = [i for i, data in enumerate(pickled) if data is None]
-    dumps = pickle.dumps
+    dumps = _OutOfBand(pickle.dumps)
     try:
         for i in rest:
-            pickled[i] = _dumps_out_of_band(dumps, kwargs_list[i])
+            pickled[i] = dumps(kwargs_list[i])
     except Exception:  # noqa: BLE001 - some dict needs cloudpickle, or fails: one at a time
         for i in rest:
             pickled[i] = dumps_kwargs(kwargs_list[i], what(i))
