@@ -484,6 +484,7 @@ static int read_ref(const msgpack_object *o, md_blob_ref *ref)
         f[3].type != MSGPACK_OBJECT_BOOLEAN) {
         return 0;
     }
+    memset(ref, 0, sizeof *ref);
     ref->length = length;
     memcpy(ref->nonce, nonce, MD_BLOB_NONCE_LEN);
     memcpy(ref->tag, tag, MD_BLOB_TAG_LEN);

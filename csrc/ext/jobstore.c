@@ -727,6 +727,11 @@ static PyObject *job_store_loads(PyObject *op, PyObject *arg)
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) {
         return NULL;
     }
+    if (!md_oob_is(view.buf, (size_t)view.len)) {
+        /* a plain pickle: handed on as it is, no copy */
+        PyBuffer_Release(&view);
+        return PyObject_CallOneArg(state->pickle_loads, arg);
+    }
     PyObject *result = md_oob_loads(view.buf, (size_t)view.len, self->dir, &self->key,
                                     state->pickle_loads, &err);
     PyBuffer_Release(&view);
