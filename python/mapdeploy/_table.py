@@ -664,7 +664,8 @@ class Table:
                 raise self._missing_column(key)
         order = list(range(self._nrows))
         for key in reversed(keys):
-            values = self._data[key]
+            # read each value once: a lazy column makes a new object per read
+            values = list(self._data[key])
             present = [i for i in order if values[i] is not None]
             missing = [i for i in order if values[i] is None]
             try:
@@ -682,8 +683,9 @@ class Table:
 
     def to_list(self) -> list[list[Any]]:
         """The rows as a list of lists (values in column order)."""
-        columns = [self._data[name] for name in self._names]
-        return [[col[i] for col in columns] for i in range(self._nrows)]
+        if not self._names:
+            return [[] for _ in range(self._nrows)]
+        return [list(row) for row in zip(*(self._data[name] for name in self._names))]
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the table to a UTF-8 CSV file with a header row.
