@@ -239,6 +239,12 @@ class Job:
         worker_pid, peak_memory (the worker's peak resident memory in bytes
         after the task; None when unknown) and output_log (the worker log
         that holds what the task printed).
+
+        The table is a snapshot of the results read when it was made: it does
+        not change as the job goes on (call ``get_metrics`` again for newer
+        results) and stays usable after the job is deleted. Its cells are made
+        when they are read, so holding the table of a large job costs a few
+        bytes a task, not a Python object per cell.
         """
         state = self._wait_for_results() if wait else self.get_status()
         self._refresh()
