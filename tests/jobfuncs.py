@@ -169,3 +169,11 @@ def sleep_echo(data, seconds):
 
 def total_length(**values):
     return sum(len(value) for value in values.values() if value is not None)
+
+
+def after_file(x, path):
+    """Returns x at once when path is None, else once the file path exists (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x
