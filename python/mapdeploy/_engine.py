@@ -23,12 +23,18 @@ def executable(name: str) -> str:
     return path
 
 
+def home_path() -> Path:
+    """Where the session folder is (MAPDEPLOY_HOME, else ~/.mapdeploy), absolute; not created."""
+    # absolute: job folders are handed to a warm pool running in another directory
+    return Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser().absolute()
+
+
 def home() -> Path:
     """The per-user session folder (MAPDEPLOY_HOME, else ~/.mapdeploy), created 0700 on first use."""
-    root = Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser()
+    root = home_path()
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("jobs", "environments", "slots"):
+        for sub in ("jobs", "environments", "slots", "pools"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
     except OSError as error:
         raise StorageError(

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Callable, Iterable
 
-from . import _engine, _environment
+from . import _engine, _environment, _pool
 from ._job import Job
 from ._mapdeploy import JobStore, create_job, first_bad_kwargs
 from ._pickling import dumps_all_kwargs, dumps_function
@@ -117,6 +117,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     argument_name(i) names kwargs_list[i] in errors (only called when there is one).
     """
     env = resolve_environment(environment)
+    linger = _pool.linger()  # a bad setting stops the job before anything is written
     fname = function_name(function)
     base_name = check_name(name) if name is not None else \
         f"{fname}-{time.strftime('%b-%d-%Y-%H-%M-%S')}"
@@ -166,8 +167,13 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     else:
         raise RuntimeError(f"could not find a free job name starting with {base_name!r}")
     store = JobStore(str(path))
+    pool = _pool.pool_name(definition, supervisor, worker) if linger > 0 else None
     try:
-        store.launch(supervisor, worker)
+        if pool is None:
+            store.launch(supervisor, worker)
+        else:
+            store.launch(supervisor, worker, pool=pool, pool_dir=str(_pool.pools_dir()),
+                         linger=linger)
     except BaseException as error:
         store.write_status("Failed", error=f"the job could not be started: {error}")
         raise
