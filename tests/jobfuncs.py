@@ -139,3 +139,9 @@ def raise_message(message):
 def identity(x):
     """Returns its argument (return values of every kind)."""
     return x
+
+
+def pid_after(seconds):
+    """Sleeps, then returns the worker's pid: tasks long enough to need every worker."""
+    time.sleep(seconds)
+    return os.getpid()
