@@ -99,8 +99,9 @@ def test_another_environment_gets_another_pool(monkeypatch):
     second = run(jobfuncs.whoami, [{}])
     assert supervisor_pid(first) != supervisor_pid(second)
     assert first.get_results() != second.get_results()
-    # the first pool gave its slots to the second job (see below); the second pool waits
-    assert [p["pid"] for p in pools(None)] == [supervisor_pid(second)]
+    # the second pool waits too (the first one ends when it sees a job of another
+    # environment running, see below, unless that job was over before it looked)
+    assert supervisor_pid(second) in [p["pid"] for p in pools(None)]
 
 
 def test_linger_zero_leaves_no_process_once_the_job_ends(monkeypatch):

@@ -10,6 +10,7 @@ from ._errors import MapDeployError, StorageError
 SUPERVISOR = "mapdeploy-supervisor"
 WORKER = "mapdeploy-worker"
 MAX_WORKER_BUDGET = 4096  # SV_MAX_BUDGET in csrc/supervisor/supervisor.h
+_SUBFOLDERS = ("jobs", "environments", "slots", "pools")
 
 
 def executable(name: str) -> str:
@@ -33,8 +34,15 @@ def home() -> Path:
     """The per-user session folder (MAPDEPLOY_HOME, else ~/.mapdeploy), created 0700 on first use."""
     root = home_path()
     try:
+        # the common case, on every job: everything is there already
+        if stat.S_IMODE(os.stat(root).st_mode) == 0o700 and all(
+                os.path.isdir(os.path.join(root, sub)) for sub in _SUBFOLDERS):
+            return root
+    except OSError:
+        pass
+    try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("jobs", "environments", "slots", "pools"):
+        for sub in _SUBFOLDERS:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
     except OSError as error:
         raise StorageError(

@@ -12,6 +12,7 @@ import hashlib
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,18 @@ def _live_pools() -> list[tuple[str, int]]:
     return found
 
 
+def _wait_exited(pid: int, deadline: float) -> None:
+    """Returns once pid has exited (gone, or a zombie), or at deadline."""
+    while pid > 0 and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.001)
+
+
 def list_pools() -> list[dict[str, Any]]:
     """The session's pools of warm workers: name and supervisor pid of each."""
     return [{"name": name, "pid": pid} for name, pid in _live_pools()]
@@ -99,7 +112,7 @@ def stop_idle_workers() -> int:
     stops by itself after the job plus the linger time); cancel the job to stop it now.
     """
     stopped = 0
-    for name, _pid in _live_pools():
+    for name, pid in _live_pools():
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(_STOP_SECONDS)
             try:
@@ -107,8 +120,9 @@ def stop_idle_workers() -> int:
                 sock.sendall(b"S")
                 if sock.recv(1) == b"S":
                     stopped += 1
-                    while sock.recv(64):  # EOF: the pool process has exited
+                    while sock.recv(64):  # EOF: the pool process is exiting
                         pass
+                    _wait_exited(pid, time.monotonic() + _STOP_SECONDS)
             except OSError:
                 continue  # busy with a job, or gone already
     return stopped
