@@ -153,3 +153,10 @@ def after_file(x, path):
     while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     return x
+
+
+def peak_then_pid(megabytes):
+    """Touches megabytes of memory, frees them, returns the worker's pid."""
+    block = b"x" * (megabytes << 20)
+    del block
+    return os.getpid()

@@ -240,3 +240,14 @@ def test_completed_job_whose_last_results_were_lost_reports_it_and_resumes(sessi
     loaded.resume()
     assert loaded.get_results() == [0, 1, 2, 3, 4]
     assert loaded.get_status() == "Completed"
+
+
+def test_a_worker_whose_memory_grew_is_not_kept_for_the_next_job():
+    env = gl.deploy.environment.Local("one", num_workers=1)
+    first = run(jobfuncs.peak_then_pid, [{"megabytes": 1}], environment=env)
+    second = run(jobfuncs.peak_then_pid, [{"megabytes": 400}], environment=env)
+    assert second.get_results() == first.get_results()  # a small job keeps its worker
+    third = run(jobfuncs.whoami, [{}], environment=env)
+    # the 400 MB peak made that worker go (and with it its pool: it had no other)
+    assert third.get_results() != second.get_results()
+    assert not pid_alive(second.get_results()[0])

@@ -211,7 +211,9 @@ unsigned sv_pool_live_workers(const sv_ctx *ctx)
 
 /* At the end of a job that completed: the idle workers stay for the next
  * job, every other one (starting, retiring, or with its socket gone) is
- * stopped now.  Returns how many stay. */
+ * stopped now, and so is one whose peak memory grew by SV_RECYCLE_GROWTH
+ * since its first task (what a leak in user code looks like; the next job
+ * starts a fresh worker instead).  Returns how many stay. */
 unsigned sv_pool_keep_workers(sv_ctx *ctx)
 {
     unsigned kept = 0;
@@ -221,7 +223,8 @@ unsigned sv_pool_keep_workers(sv_ctx *ctx)
             continue;
         }
         if (w->state == SV_WORKER_READY && w->fd >= 0 && w->nbatches == 0 && !w->retiring &&
-            w->in.len == 0 && w->out.len == w->out_sent) {
+            w->in.len == 0 && w->out.len == w->out_sent &&
+            w->rss_last - w->rss_first <= SV_RECYCLE_GROWTH) {
             kept++;
             continue;
         }

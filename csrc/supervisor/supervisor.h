@@ -37,6 +37,8 @@
 #define SV_POOL_NAME_MAX 64u       /* hex digits of a pool name */
 #define SV_POOL_STOP 2             /* sv_pool_wait's request: stop */
 #define SV_MAX_DIRTY 64u           /* finished job folders a pool syncs as a group */
+#define SV_RECYCLE_GROWTH ((int64_t)256 << 20)  /* a worker whose peak memory grew by more
+                                                   is not kept warm: a fresh one replaces it */
 
 /* Outcome of the phases run after the job is loaded. */
 typedef enum {
@@ -92,6 +94,8 @@ typedef struct {
     int slot_fd;          /* the budget slot this worker runs on, locked; -1: none */
     int retiring;         /* over the job's share: sent nothing more, its socket is
                              closed once its batches are answered */
+    int64_t rss_first;    /* peak memory its first result reported, bytes; 0: none yet */
+    int64_t rss_last;     /* and its latest result */
 } sv_worker;
 
 typedef struct {

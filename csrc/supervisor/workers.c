@@ -170,6 +170,8 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
     w->have_ewma = 0;
     w->ewma = 0;
     w->retiring = 0;
+    w->rss_first = 0;
+    w->rss_last = 0;
     md_buf_clear(&w->in);
     md_buf_clear(&w->out);
     w->out_sent = 0;

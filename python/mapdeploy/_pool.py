@@ -51,21 +51,12 @@ def pool_name(definition: dict[str, Any], supervisor: str, worker: str) -> str:
     interpreter, path, working directory, environment variable or memory limit than the one
     it was submitted from.
     """
-    digest = hashlib.sha256()
-
-    def put(value: Any) -> None:
-        text = repr(value).encode("utf-8", "surrogateescape")
-        digest.update(len(text).to_bytes(8, "little"))
-        digest.update(text)
-
-    put(str(_engine.home_path()))
-    put(supervisor)
-    put(worker)
-    put(sys.version)
-    for key in ("python_version", "cwd", "executable", "prefix", "exec_prefix", "sys_path",
-                "worker_memory_limit", "slots_dir"):
-        put(definition.get(key))
-    put(sorted(os.environ.items()))
+    parts = [str(_engine.home_path()), supervisor, worker, sys.version]
+    parts += [repr(definition.get(key)) for key in (
+        "python_version", "cwd", "executable", "prefix", "exec_prefix", "sys_path",
+        "worker_memory_limit", "slots_dir")]
+    parts += [f"{key}={value}" for key, value in sorted(os.environ.items())]
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
 
 

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import sys
 import time
+import types
 from typing import Any, Callable, Iterable
 
 from . import _engine, _environment, _pool
@@ -97,11 +98,25 @@ def resolve_environment(environment: Any) -> Any:
         f"Local or LocalAsync object; got {type(environment).__name__}")
 
 
+# Source text by code object: inspect.getsource takes ~0.2 ms a call, and the
+# same function is usually submitted again and again.
+_SOURCES: dict[types.CodeType, str | None] = {}
+_SOURCES_MAX = 256
+
+
 def _source(function: Callable[..., Any]) -> str | None:
+    code = getattr(function, "__code__", None)
+    if isinstance(code, types.CodeType) and code in _SOURCES:
+        return _SOURCES[code]
     try:
-        return inspect.getsource(function)
+        source: str | None = inspect.getsource(function)
     except (OSError, TypeError):
-        return None
+        source = None
+    if isinstance(code, types.CodeType):
+        if len(_SOURCES) >= _SOURCES_MAX:
+            _SOURCES.pop(next(iter(_SOURCES)))
+        _SOURCES[code] = source
+    return source
 
 
 def _sys_path() -> list[str]:
