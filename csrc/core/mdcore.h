@@ -300,6 +300,24 @@ typedef int (*md_combine_visitor)(void *ctx, const md_combine_entry *entry);
 int md_combine_decode(const uint8_t *payload, size_t len, md_combine_visitor visit,
                       void *ctx, size_t *count_out, md_error *err);
 
+/* A request on a warm pool's socket (docs/protocol.md, "The pool socket"):
+ * 'J' | uint32 big-endian N | N bytes of an absolute job folder path, or 'S'. */
+#define MD_POOL_RUN 'J'
+#define MD_POOL_STOP 'S'
+typedef struct {
+    char op;          /* MD_POOL_RUN or MD_POOL_STOP */
+    md_str path;      /* MD_POOL_RUN: borrowed from the input, no NUL, starts with '/' */
+} md_pool_request;
+
+/* Pure parser over the bytes received so far: 1 and *out when a whole
+ * request is at the start of data, 0 when more bytes are needed,
+ * MD_EFORMAT for anything else (an unknown op, an empty, relative or
+ * over-long path, a NUL in it). */
+int md_pool_request_parse(const uint8_t *data, size_t len, md_pool_request *out,
+                          md_error *err);
+/* Appends a request to out (path NULL for MD_POOL_STOP). */
+int md_pool_request_encode(char op, const char *path, md_buf *out, md_error *err);
+
 /* Hello: the first frame on a worker's socket, sent by the supervisor before
  * the worker has a key; plain msgpack, not an envelope (the socketpair is
  * private to the two processes).  A warm worker kept for the next job gets

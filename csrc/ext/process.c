@@ -118,11 +118,8 @@ static int pool_request(const char *pool, const char *dir, md_error *err)
     if (connect(fd, (const struct sockaddr *)&addr, addr_len) != 0) {
         goto cleanup;
     }
-    uint8_t header[5] = {'J', 0, 0, 0, 0};
-    md_put_be32(header + 1, (uint32_t)dir_len);
-    if (md_buf_append(&request, header, sizeof header) != MD_OK ||
-        md_buf_append(&request, (const uint8_t *)dir, dir_len) != MD_OK) {
-        rc = md_fail(err, MD_ENOMEM, "out of memory");
+    rc = md_pool_request_encode(MD_POOL_RUN, dir, &request, err);
+    if (rc != MD_OK) {
         goto cleanup;
     }
     if (send(fd, request.data, request.len, MSG_NOSIGNAL) != (ssize_t)request.len) {

@@ -165,11 +165,17 @@ static void reply(int fd, const char *bytes, size_t len)
     }
 }
 
-/* Reads exactly len bytes before the deadline; -1 on EOF, error or time out. */
-static int read_exact(int fd, void *buf, size_t len, double deadline)
+/* Reads a whole request (md_pool_request_parse) into buf before the
+ * deadline; -1 on EOF, error, time out or a malformed request. */
+static int read_request(int fd, md_buf *buf, md_pool_request *request, double deadline)
 {
-    size_t got = 0;
-    while (got < len) {
+    for (;;) {
+        md_error err;
+        md_error_clear(&err);
+        int parsed = md_pool_request_parse(buf->data, buf->len, request, &err);
+        if (parsed != 0) {
+            return parsed == 1 ? 0 : -1;
+        }
         double left = deadline - md_monotonic_time();
         if (left <= 0) {
             return -1;
@@ -182,16 +188,16 @@ static int read_exact(int fd, void *buf, size_t len, double deadline)
         if (ready <= 0) {
             return -1;
         }
-        ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
+        uint8_t chunk[512];
+        ssize_t n = recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;
         }
-        if (n <= 0) {
+        if (n <= 0 || buf->len + (size_t)n > 5 + MD_PATH_MAX ||
+            md_buf_append(buf, chunk, (size_t)n) != MD_OK) {
             return -1;
         }
-        got += (size_t)n;
     }
-    return 0;
 }
 
 static int same_user(int fd)
@@ -330,32 +336,21 @@ static int terminate_signal(sv_ctx *ctx)
  * 0 to go on waiting, SV_POOL_STOP to stop. */
 static int serve_request(sv_ctx *ctx, int conn, md_error *err)
 {
-    double deadline = md_monotonic_time() + POOL_REQUEST_SECONDS;
-    uint8_t op = 0;
-    if (!same_user(conn) || read_exact(conn, &op, 1, deadline) != 0) {
-        return 0;
+    md_buf buf;
+    md_pool_request request;
+    int rc = 0;
+    md_buf_init(&buf);
+    if (!same_user(conn) ||
+        read_request(conn, &buf, &request, md_monotonic_time() + POOL_REQUEST_SECONDS) != 0) {
+        goto cleanup;
     }
-    if (op == 'S') {
+    if (request.op == MD_POOL_STOP) {
         ctx->stop_fd = conn;
-        return SV_POOL_STOP;
+        rc = SV_POOL_STOP;
+        goto cleanup;
     }
-    uint8_t header[4];
-    if (op != 'J' || read_exact(conn, header, sizeof(header), deadline) != 0) {
-        return 0;
-    }
-    uint32_t len = md_get_be32(header);
-    if (len == 0 || len >= sizeof(ctx->job_dir_buf)) {
-        reply(conn, "N", 1);
-        return 0;
-    }
-    if (read_exact(conn, ctx->job_dir_buf, len, deadline) != 0) {
-        return 0;
-    }
-    ctx->job_dir_buf[len] = '\0';
-    if (memchr(ctx->job_dir_buf, '\0', len) != NULL || ctx->job_dir_buf[0] != '/') {
-        reply(conn, "N", 1);
-        return 0;
-    }
+    memcpy(ctx->job_dir_buf, request.path.ptr, request.path.len);
+    ctx->job_dir_buf[request.path.len] = '\0';
     ctx->job_dir = ctx->job_dir_buf;
     md_error lock_err;
     md_error_clear(&lock_err);
@@ -367,14 +362,17 @@ static int serve_request(sv_ctx *ctx, int conn, md_error *err)
             ctx->lock_fd = -1;
         }
         reply(conn, "N", 1);
-        return 0;
+        goto cleanup;
     }
-    int rc = sv_redirect_logs(ctx, err);
-    if (rc != 0) {
-        return rc;
+    rc = sv_redirect_logs(ctx, err);
+    if (rc == 0) {
+        ctx->notify_fd = conn;
+        rc = 1;
     }
-    ctx->notify_fd = conn;
-    return 1;
+
+cleanup:
+    md_buf_free(&buf);
+    return rc;
 }
 
 /* Called before the final status of a completed job is written, so that a
