@@ -10,6 +10,7 @@ from ._errors import MapDeployError, StorageError
 SUPERVISOR = "mapdeploy-supervisor"
 WORKER = "mapdeploy-worker"
 MAX_WORKER_BUDGET = 4096  # SV_MAX_BUDGET in csrc/supervisor/supervisor.h
+_SUBFOLDERS = ("jobs", "environments", "slots", "pools")
 
 
 def executable(name: str) -> str:
@@ -23,12 +24,25 @@ def executable(name: str) -> str:
     return path
 
 
+def home_path() -> Path:
+    """Where the session folder is (MAPDEPLOY_HOME, else ~/.mapdeploy), absolute; not created."""
+    # absolute: job folders are handed to a warm pool running in another directory
+    return Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser().absolute()
+
+
 def home() -> Path:
     """The per-user session folder (MAPDEPLOY_HOME, else ~/.mapdeploy), created 0700 on first use."""
-    root = Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser()
+    root = home_path()
+    try:
+        # the common case, on every job: everything is there already
+        if stat.S_IMODE(os.stat(root).st_mode) == 0o700 and all(
+                os.path.isdir(os.path.join(root, sub)) for sub in _SUBFOLDERS):
+            return root
+    except OSError:
+        pass
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("jobs", "environments", "slots"):
+        for sub in _SUBFOLDERS:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
     except OSError as error:
         raise StorageError(
