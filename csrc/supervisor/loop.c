@@ -190,8 +190,8 @@ static int cancel_file_present(sv_ctx *ctx)
 }
 
 /* Returns 1 when a terminating signal arrived; SIGCHLD needs no action here
- * because every turn of the loop reaps. */
-static int read_signals(sv_ctx *ctx)
+ * because every turn of the loop (and of an idle pool's) reaps. */
+int sv_read_signals(sv_ctx *ctx)
 {
     int terminate = 0;
     for (;;) {
@@ -301,7 +301,7 @@ sv_run_outcome sv_run(sv_ctx *ctx, md_error *err)
         if (ready <= 0) {
             continue;
         }
-        if ((pfds[0].revents & POLLIN) && read_signals(ctx)) {
+        if ((pfds[0].revents & POLLIN) && sv_read_signals(ctx)) {
             outcome = SV_RUN_CANCELED;
             goto cleanup;
         }

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -313,24 +312,6 @@ static void reap_idle(sv_ctx *ctx)
     }
 }
 
-static int terminate_signal(sv_ctx *ctx)
-{
-    int terminate = 0;
-    for (;;) {
-        struct signalfd_siginfo si;
-        ssize_t n = read(ctx->sig_fd, &si, sizeof(si));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n != (ssize_t)sizeof(si)) {
-            return terminate;
-        }
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
-            terminate = 1;
-        }
-    }
-}
-
 /* A request on an accepted connection.  Returns 1 when a job was taken
  * (ctx now names it, its lock is held and the connection is the notify fd),
  * 0 to go on waiting, SV_POOL_STOP to stop. */
@@ -468,7 +449,7 @@ int sv_pool_wait(sv_ctx *ctx, md_error *err)
         if (ready <= 0) {
             continue;
         }
-        if ((pfds[0].revents & POLLIN) && terminate_signal(ctx)) {
+        if ((pfds[0].revents & POLLIN) && sv_read_signals(ctx)) {
             rc = 0;
             goto cleanup;
         }

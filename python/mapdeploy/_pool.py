@@ -25,18 +25,9 @@ _STOP_SECONDS = 10.0
 
 def linger() -> float:
     """Seconds a finished job's workers wait for the next job: MAPDEPLOY_POOL_LINGER, else 60; 0 turns pools off."""
-    raw = os.environ.get("MAPDEPLOY_POOL_LINGER", "").strip()
-    if not raw:
-        return DEFAULT_LINGER
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= MAX_LINGER:
-        raise ValueError(f"MAPDEPLOY_POOL_LINGER must be a number of seconds from 0 to {MAX_LINGER:g} "
-                         f"(how long idle workers wait for the next job; 0 turns that off), not "
-                         f"{raw!r}")
-    return value
+    return float(_engine.setting("MAPDEPLOY_POOL_LINGER", float, 0.0, MAX_LINGER, DEFAULT_LINGER,
+                                 f"a number of seconds from 0 to {MAX_LINGER:g} (how long idle "
+                                 "workers wait for the next job; 0 turns that off)"))
 
 
 def pools_dir() -> Path:
