@@ -66,6 +66,12 @@ static int apply_result(void *vctx, const md_task_result *r)
     apply_ctx *a = vctx;
     sv_batch *b = &a->w->batches[0];
     int rc = 0;
+    if (r->max_rss > 0) {
+        if (a->w->rss_first == 0) {
+            a->w->rss_first = r->max_rss;
+        }
+        a->w->rss_last = r->max_rss;
+    }
     if (b->is_combine) {
         a->ctx->combine_done = 1;
     } else {
