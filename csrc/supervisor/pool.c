@@ -228,7 +228,7 @@ unsigned sv_pool_keep_workers(sv_ctx *ctx)
             continue;
         }
         if (w->state == SV_WORKER_READY && w->fd >= 0 && w->nbatches == 0 && !w->retiring &&
-            w->in.len == 0 && w->out.len == w->out_sent &&
+            !w->ready_due && w->in.len == 0 && w->out.len == w->out_sent &&
             w->rss_last - w->rss_first <= SV_RECYCLE_GROWTH) {
             kept++;
             continue;
@@ -531,7 +531,8 @@ int sv_pool_fit_workers(sv_ctx *ctx, unsigned wanted, md_error *err)
 }
 
 /* Tells each kept worker about the job just loaded: a SWITCH under the key
- * it knows, then the job itself, as a new worker gets them after its hello. */
+ * it knows, then the job itself, as a new worker gets them after its hello.
+ * The worker stays dispatchable: its first batch goes out right behind. */
 int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
 {
     for (unsigned i = 0; i < ctx->num_workers; i++) {
@@ -580,7 +581,9 @@ int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
             return rc;
         }
         sv_record_worker(ctx, w->pid, w->slot);
-        w->state = SV_WORKER_STARTING;
+        /* tasks may follow at once: the worker answers READY before it reads
+         * them, and the supervisor checks that READY first (ready_due) */
+        w->ready_due = 1;
         w->have_ewma = 0;
         w->ewma = 0;
         w->retiring = 0;
