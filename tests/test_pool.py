@@ -250,3 +250,15 @@ def test_a_worker_whose_memory_grew_is_not_kept_for_the_next_job():
     # the 400 MB peak made that worker go (and with it its pool: it had no other)
     assert third.get_results() != second.get_results()
     assert not pid_alive(second.get_results()[0])
+
+
+def test_a_task_that_kills_a_warm_worker_fails_alone():
+    env = gl.deploy.environment.Local("one", num_workers=1)
+    first = run(jobfuncs.whoami, [{}], environment=env)
+    job = gl.deploy.map_job.create(jobfuncs.kill_on, [{"x": i, "bad": 0} for i in range(4)],
+                                   environment=env)
+    assert supervisor_pid(job) == supervisor_pid(first)  # it ran on the warm worker
+    assert job.get_map_results()[1:] == [1, 2, 3]
+    metrics = job.get_metrics()
+    assert metrics["exception"][0] == "WorkerDied"
+    assert not pid_alive(first.get_results()[0])

@@ -228,7 +228,7 @@ unsigned sv_pool_keep_workers(sv_ctx *ctx)
             continue;
         }
         if (w->state == SV_WORKER_READY && w->fd >= 0 && w->nbatches == 0 && !w->retiring &&
-            w->in.len == 0 && w->out.len == w->out_sent &&
+            !w->ready_due && w->in.len == 0 && w->out.len == w->out_sent &&
             w->rss_last - w->rss_first <= SV_RECYCLE_GROWTH) {
             kept++;
             continue;
@@ -315,7 +315,7 @@ static void reap_idle(sv_ctx *ctx)
 /* A request on an accepted connection.  Returns 1 when a job was taken
  * (ctx now names it, its lock is held and the connection is the notify fd),
  * 0 to go on waiting, SV_POOL_STOP to stop. */
-static int serve_request(sv_ctx *ctx, int conn, md_error *err)
+static int serve_request(sv_ctx *ctx, int conn)
 {
     md_buf buf;
     md_pool_request request;
@@ -333,9 +333,9 @@ static int serve_request(sv_ctx *ctx, int conn, md_error *err)
     memcpy(ctx->job_dir_buf, request.path.ptr, request.path.len);
     ctx->job_dir_buf[request.path.len] = '\0';
     ctx->job_dir = ctx->job_dir_buf;
-    md_error lock_err;
-    md_error_clear(&lock_err);
-    if (sv_lock(ctx, &lock_err) != 0) {
+    md_error why;  /* not reported: the client spawns a supervisor that reports it */
+    md_error_clear(&why);
+    if (sv_lock(ctx, &why) != 0) {
         /* most likely another supervisor has it; the client's own spawn
          * reports that as it always did */
         if (ctx->lock_fd >= 0) {
@@ -345,11 +345,15 @@ static int serve_request(sv_ctx *ctx, int conn, md_error *err)
         reply(conn, "N", 1);
         goto cleanup;
     }
-    rc = sv_redirect_logs(ctx, err);
-    if (rc == 0) {
-        ctx->notify_fd = conn;
-        rc = 1;
+    if (sv_redirect_logs(ctx, &why) != 0) {
+        /* the job's logs folder is unusable: a supervisor of its own reports that */
+        close(ctx->lock_fd);
+        ctx->lock_fd = -1;
+        reply(conn, "N", 1);
+        goto cleanup;
     }
+    ctx->notify_fd = conn;
+    rc = 1;
 
 cleanup:
     md_buf_free(&buf);
@@ -464,17 +468,13 @@ int sv_pool_wait(sv_ctx *ctx, md_error *err)
             if (conn < 0) {
                 continue;
             }
-            int taken = serve_request(ctx, conn, err);
+            int taken = serve_request(ctx, conn);
             if (taken == 1 || taken == SV_POOL_STOP) {
                 /* conn now belongs to ctx (notify_fd or stop_fd) */
                 rc = taken == 1 ? 1 : 0;
                 goto cleanup;
             }
             close(conn);
-            if (taken < 0) {
-                rc = taken;
-                goto cleanup;
-            }
         }
     }
 
@@ -531,7 +531,8 @@ int sv_pool_fit_workers(sv_ctx *ctx, unsigned wanted, md_error *err)
 }
 
 /* Tells each kept worker about the job just loaded: a SWITCH under the key
- * it knows, then the job itself, as a new worker gets them after its hello. */
+ * it knows, then the job itself, as a new worker gets them after its hello.
+ * The worker stays dispatchable: its first batch goes out right behind. */
 int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
 {
     for (unsigned i = 0; i < ctx->num_workers; i++) {
@@ -580,7 +581,9 @@ int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
             return rc;
         }
         sv_record_worker(ctx, w->pid, w->slot);
-        w->state = SV_WORKER_STARTING;
+        /* tasks may follow at once: the worker answers READY before it reads
+         * them, and the supervisor checks that READY first (ready_due) */
+        w->ready_due = 1;
         w->have_ewma = 0;
         w->ewma = 0;
         w->retiring = 0;

@@ -147,13 +147,14 @@ static int handle_ready(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t 
         return md_fail(err, MD_EFORMAT, "%s", message);
     }
     w->state = SV_WORKER_READY;
+    w->ready_due = 0;
     return 0;
 }
 
 int sv_handle_frame(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t len,
                     md_error *err)
 {
-    if (w->state == SV_WORKER_STARTING) {
+    if (w->state == SV_WORKER_STARTING || w->ready_due) {
         return handle_ready(ctx, w, frame, len, err);
     }
     return handle_results(ctx, w, frame, len, err);

@@ -94,6 +94,9 @@ typedef struct {
     int slot_fd;          /* the budget slot this worker runs on, locked; -1: none */
     int retiring;         /* over the job's share: sent nothing more, its socket is
                              closed once its batches are answered */
+    int ready_due;        /* a warm worker switched to this job: its READY is still to
+                             come, though tasks may already have been sent behind the
+                             switch (the worker reads them after it answers) */
     int64_t rss_first;    /* peak memory its first result reported, bytes; 0: none yet */
     int64_t rss_last;     /* and its latest result */
 } sv_worker;

@@ -172,6 +172,7 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
     w->retiring = 0;
     w->rss_first = 0;
     w->rss_last = 0;
+    w->ready_due = 0;
     md_buf_clear(&w->in);
     md_buf_clear(&w->out);
     w->out_sent = 0;
