@@ -46,15 +46,19 @@ static PyObject *load_pickle(worker_ctx *ctx, const uint8_t *item, size_t len)
 }
 
 /* The pickle of a value whose large buffers went to oob: written as blobs,
- * and the wrapper that names them returned.  NULL with an exception. */
-static PyObject *wrap_value(worker_ctx *ctx, const uint8_t *pickle, size_t len, PyObject *oob)
+ * and the wrapper that names them returned.  NULL with an exception, or
+ * NULL with *not_written set and no exception when a blob could not be
+ * written (a full disk): the caller then sends the value in band. */
+static PyObject *wrap_value(worker_ctx *ctx, const uint8_t *pickle, size_t len, PyObject *oob,
+                            int *not_written)
 {
     char dir_buf[MD_PATH_MAX];
     md_error err;
     PyObject *wrapped = md_oob_dumps(pickle, len, oob, job_dir_of(ctx, dir_buf, sizeof dir_buf),
                                      &ctx->key, &err);
     if (wrapped == NULL && err.code != MD_OK) {
-        raise_blob_error(&err);
+        fprintf(stderr, "mapdeploy-worker: %s; the value is sent in band\n", err.message);
+        *not_written = 1;
     }
     return wrapped;
 }
@@ -348,8 +352,22 @@ cleanup:
 
 /* Pickles a return value: plain pickle first (fast, and what the reader will
  * use), cloudpickle for what only it can pickle (lambdas, local classes). */
+static void store_value_as(worker_ctx *ctx, PyObject *value, md_task_result *r,
+                           worker_result_refs *refs, int blobs_allowed);
+
+/* Pickles a return value, its large buffers as blobs when the job has a
+ * folder for them.  A blob that cannot be written (disk full) sends the
+ * value in band instead: the supervisor then meets the full disk where it
+ * appends the result and fails the job as a whole, which resume completes,
+ * as for any value, rather than this task failing for good. */
 static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
                         worker_result_refs *refs)
+{
+    store_value_as(ctx, value, r, refs, 1);
+}
+
+static void store_value_as(worker_ctx *ctx, PyObject *value, md_task_result *r,
+                           worker_result_refs *refs, int blobs_allowed)
 {
     PyObject *args = NULL;
     PyObject *pickled = NULL;
@@ -363,7 +381,8 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     char dir_buf[MD_PATH_MAX];
     /* Large buffers go out of band only when the job has a folder to put
      * them in (a definition written before blobs has none). */
-    int blobs = job_dir_of(ctx, dir_buf, sizeof dir_buf) != NULL;
+    int blobs = blobs_allowed && job_dir_of(ctx, dir_buf, sizeof dir_buf) != NULL;
+    int not_written = 0;
 
     /* A plain value (None, bool, int, float, str, bytes, or a dict of those
      * by str keys) is written without a Pickler (flatpickle.h). */
@@ -374,12 +393,12 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     }
     if (flat == 0) {
         if (oob != NULL)
-            pickled = wrap_value(ctx, ctx->pickle.data, ctx->pickle.len, oob);
+            pickled = wrap_value(ctx, ctx->pickle.data, ctx->pickle.len, oob, &not_written);
         else
             pickled = PyBytes_FromStringAndSize((const char *)ctx->pickle.data,
                                                 (Py_ssize_t)ctx->pickle.len);
         if (pickled == NULL)
-            goto failed;
+            goto not_stored;
         r->status = MD_TASK_COMPLETED;
         refs->value = pickled;
         pickled = NULL;
@@ -418,10 +437,10 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     }
     if (oob != NULL && PyList_GET_SIZE(oob) > 0) {
         PyObject *wrapped = wrap_value(ctx, (const uint8_t *)PyBytes_AS_STRING(pickled),
-                                       (size_t)PyBytes_GET_SIZE(pickled), oob);
+                                       (size_t)PyBytes_GET_SIZE(pickled), oob, &not_written);
         Py_SETREF(pickled, wrapped);
         if (pickled == NULL)
-            goto failed;
+            goto not_stored;
     }
     r->status = MD_TASK_COMPLETED;
     refs->value = pickled;
@@ -446,6 +465,9 @@ unpicklable:
         fprintf(stderr, "mapdeploy-worker: out of memory reporting a failure\n");
     goto cleanup;
 
+not_stored:
+    if (not_written)
+        goto cleanup;   /* sent in band below */
 failed:
     r->status = MD_TASK_FAILED;
     if (worker_failure_from_error(ctx, NULL, &refs->failure) != 0)
@@ -459,6 +481,8 @@ cleanup:
     Py_XDECREF(dumps_kwargs);
     Py_XDECREF(collector);
     Py_XDECREF(oob);
+    if (not_written)
+        store_value_as(ctx, value, r, refs, 0);
 }
 
 /* Calls callable(**kwargs) (kwargs NULL: a Python error is already set by
