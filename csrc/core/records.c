@@ -44,44 +44,61 @@ int md_bins_encode(const uint8_t *const *items, const size_t *lens, size_t count
     return MD_OK;
 }
 
+/* Reads the array header of a payload of `count` elements, refusing a count
+ * that cannot fit in the bytes left (each element takes at least one byte). */
+static int read_payload_array(md_mp_cursor *c, uint32_t *count, const char *what,
+                              md_error *err)
+{
+    if (!md_mp_read_array(c, count)) {
+        return md_fail(err, MD_EFORMAT, "%s: payload is not an array", what);
+    }
+    if (*count > md_mp_cursor_left(c)) {
+        return md_fail(err, MD_EFORMAT,
+                       "%s: msgpack container announces more elements than there are bytes",
+                       what);
+    }
+    return MD_OK;
+}
+
+/* Decoded with a cursor, not msgpack-c: a batch holds thousands of items, and
+ * building an object per item cost more than running a no-op task. */
 int md_bins_decode(const uint8_t *payload, size_t len, md_bin_visitor visit,
                    void *ctx, size_t *count_out, md_error *err)
 {
-    int rc = MD_OK;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-
-    rc = md_mp_unpack(payload, len, &unpacked, "tasks", err);
-    if (rc != MD_OK) {
-        goto cleanup;
+    if (payload == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "tasks: NULL data");
     }
-    const msgpack_object *root = &unpacked.data;
-    if (root->type != MSGPACK_OBJECT_ARRAY) {
-        rc = md_fail(err, MD_EFORMAT, "tasks: payload is not an array");
-        goto cleanup;
-    }
+    md_mp_cursor c;
+    uint32_t count = 0;
     const uint8_t *item = NULL;
     size_t item_len = 0;
-    for (uint32_t i = 0; i < root->via.array.size; i++) {
-        if (!md_mp_get_bin(&root->via.array.ptr[i], &item, &item_len)) {
-            rc = md_fail(err, MD_EFORMAT, "tasks: item %u is not bin", (unsigned)i);
-            goto cleanup;
+    md_mp_cursor_init(&c, payload, len);
+    int rc = read_payload_array(&c, &count, "tasks", err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    const uint8_t *items_start = c.pos;
+    for (uint32_t i = 0; i < count; i++) {
+        if (!md_mp_read_bin(&c, &item, &item_len)) {
+            return md_fail(err, MD_EFORMAT, "tasks: item %u is not bin", (unsigned)i);
         }
+    }
+    if (c.pos != c.end) {
+        return md_fail(err, MD_EFORMAT, "tasks: %zu unexpected bytes after the msgpack value",
+                       md_mp_cursor_left(&c));
     }
     if (count_out != NULL) {
-        *count_out = root->via.array.size;
+        *count_out = count;
     }
-    for (uint32_t i = 0; visit != NULL && i < root->via.array.size; i++) {
-        (void)md_mp_get_bin(&root->via.array.ptr[i], &item, &item_len);
+    c.pos = items_start;
+    for (uint32_t i = 0; visit != NULL && i < count; i++) {
+        (void)md_mp_read_bin(&c, &item, &item_len);
         rc = visit(ctx, i, item, item_len);
         if (rc != 0) {
-            goto cleanup;
+            return rc;
         }
     }
-
-cleanup:
-    msgpack_unpacked_destroy(&unpacked);
-    return rc;
+    return MD_OK;
 }
 
 /* --------------------------------------------------------------- results */
@@ -125,93 +142,101 @@ int md_results_encode(const md_task_result *results, size_t count, md_buf *out,
 }
 
 /* Returns NULL when ok, else the name of the first bad field. */
-static const char *read_result(const msgpack_object *o, md_task_result *r)
+static const char *read_result(md_mp_cursor *c, md_task_result *r)
 {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RESULT_FIELDS_MIN) {
+    uint32_t fields = 0;
+    uint64_t u = 0;
+    if (!md_mp_read_array(c, &fields) || fields < RESULT_FIELDS_MIN) {
         return "the result (not an array of at least 10 elements)";
     }
-    const msgpack_object *f = o->via.array.ptr;
-    uint64_t u = 0;
     memset(r, 0, sizeof *r);
-    if (!md_mp_get_uint(&f[0], UINT64_MAX, &r->task_index)) {
+    if (!md_mp_read_uint(c, UINT64_MAX, &r->task_index)) {
         return "task_index";
     }
-    if (!md_mp_get_uint(&f[1], MD_TASK_FAILED, &u) || u < MD_TASK_COMPLETED) {
+    if (!md_mp_read_uint(c, MD_TASK_FAILED, &u) || u < MD_TASK_COMPLETED) {
         return "status";
     }
     r->status = (md_task_status)u;
-    if (!md_mp_get_uint(&f[2], UINT32_MAX, &u)) {
+    if (!md_mp_read_uint(c, UINT32_MAX, &u)) {
         return "attempt";
     }
     r->attempt = (uint32_t)u;
-    if (!md_mp_get_double(&f[3], &r->start_time)) {
+    if (!md_mp_read_double(c, &r->start_time)) {
         return "start_time";
     }
-    if (!md_mp_get_double(&f[4], &r->run_time)) {
+    if (!md_mp_read_double(c, &r->run_time)) {
         return "run_time";
     }
-    if (!md_mp_get_int64(&f[5], &r->worker_pid)) {
+    if (!md_mp_read_int64(c, &r->worker_pid)) {
         return "worker_pid";
     }
-    if (!md_mp_get_str_or_nil(&f[6], &r->exc_type)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_type)) {
         return "exc_type";
     }
-    if (!md_mp_get_str_or_nil(&f[7], &r->exc_message)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_message)) {
         return "exc_message";
     }
-    if (!md_mp_get_str_or_nil(&f[8], &r->exc_traceback)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_traceback)) {
         return "exc_traceback";
     }
-    if (!md_mp_get_bin_or_nil(&f[9], &r->value, &r->value_len)) {
+    if (!md_mp_read_bin_or_nil(c, &r->value, &r->value_len)) {
         return "value";
     }
-    if (o->via.array.size > 10 && !md_mp_get_int64(&f[10], &r->max_rss)) {
+    if (fields > 10 && !md_mp_read_int64(c, &r->max_rss)) {
         return "max_rss";
     }
-    if (o->via.array.size > 11 && !md_mp_get_str_or_nil(&f[11], &r->output)) {
+    if (fields > 11 && !md_mp_read_str_or_nil(c, &r->output)) {
         return "output";
+    }
+    /* elements added after these by a later writer of format version 1 */
+    for (uint32_t i = RESULT_FIELDS; i < fields; i++) {
+        if (!md_mp_skip(c)) {
+            return "the result (an extra element is not valid msgpack)";
+        }
     }
     return NULL;
 }
 
+/* Decoded with a cursor, not msgpack-c: the supervisor checks every RESULTS
+ * envelope and the client reads every one back, and an object tree of 13
+ * objects per task was most of what the supervisor did. */
 int md_results_decode(const uint8_t *payload, size_t len, md_result_visitor visit,
                       void *ctx, size_t *count_out, md_error *err)
 {
-    int rc = MD_OK;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
+    if (payload == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "results: NULL data");
+    }
+    md_mp_cursor c;
+    uint32_t count = 0;
     md_task_result result;
-
-    rc = md_mp_unpack(payload, len, &unpacked, "results", err);
+    md_mp_cursor_init(&c, payload, len);
+    int rc = read_payload_array(&c, &count, "results", err);
     if (rc != MD_OK) {
-        goto cleanup;
+        return rc;
     }
-    const msgpack_object *root = &unpacked.data;
-    if (root->type != MSGPACK_OBJECT_ARRAY) {
-        rc = md_fail(err, MD_EFORMAT, "results: payload is not an array");
-        goto cleanup;
-    }
-    for (uint32_t i = 0; i < root->via.array.size; i++) {
-        const char *bad = read_result(&root->via.array.ptr[i], &result);
+    const uint8_t *results_start = c.pos;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *bad = read_result(&c, &result);
         if (bad != NULL) {
-            rc = md_fail(err, MD_EFORMAT, "results: result %u: bad %s", (unsigned)i, bad);
-            goto cleanup;
+            return md_fail(err, MD_EFORMAT, "results: result %u: bad %s", (unsigned)i, bad);
         }
+    }
+    if (c.pos != c.end) {
+        return md_fail(err, MD_EFORMAT, "results: %zu unexpected bytes after the msgpack value",
+                       md_mp_cursor_left(&c));
     }
     if (count_out != NULL) {
-        *count_out = root->via.array.size;
+        *count_out = count;
     }
-    for (uint32_t i = 0; visit != NULL && i < root->via.array.size; i++) {
-        (void)read_result(&root->via.array.ptr[i], &result);
+    c.pos = results_start;
+    for (uint32_t i = 0; visit != NULL && i < count; i++) {
+        (void)read_result(&c, &result);
         rc = visit(ctx, &result);
         if (rc != 0) {
-            goto cleanup;
+            return rc;
         }
     }
-
-cleanup:
-    msgpack_unpacked_destroy(&unpacked);
-    return rc;
+    return MD_OK;
 }
 
 /* ---------------------------------------------------------------- jobdef */

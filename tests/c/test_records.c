@@ -244,6 +244,31 @@ int main(void)
         CHECK(&c, sink.results[0].max_rss == 0 && sink.results[0].output.ptr == NULL);
         const uint8_t bad_rss[] = {0x91, 0x9b, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xa1, 'x'};
         CHECK(&c, md_results_decode(bad_rss, sizeof bad_rss, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        /* what msgpack-c reads as a positive integer is one: a signed int8 of 5
+         * as the index, int16 of 2 as the status; a float32 start time; str8
+         * and bin8 */
+        const uint8_t widths[] = {0x91, 0x9c, 0xd0, 5, 0xd1, 0, 2, 0, 0xca, 0x3f, 0x80, 0, 0,
+                                  0, 0xd2, 0xff, 0xff, 0xff, 0xfe, 0xd9, 1, 'E', 0xc0, 0xc0,
+                                  0xc4, 1, 'v', 0, 0xc0};
+        memset(&sink, 0, sizeof sink);
+        CHECK(&c, md_results_decode(widths, sizeof widths, collect_result, &sink, &count, &err) == MD_OK);
+        CHECK(&c, count == 1 && sink.results[0].task_index == 5 &&
+                  sink.results[0].status == MD_TASK_FAILED && sink.results[0].start_time == 1.0 &&
+                  sink.results[0].worker_pid == -2 && str_is(sink.results[0].exc_type, "E") &&
+                  sink.results[0].value_len == 1 && sink.results[0].value[0] == 'v');
+        /* a negative int8 is no index; a str where a bin goes is refused; so is
+         * a value cut short or a byte after the array */
+        const uint8_t neg8[] = {0x91, 0x9a, 0xd0, 0xff, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0};
+        CHECK(&c, md_results_decode(neg8, sizeof neg8, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t str_value[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xa1, 'v'};
+        CHECK(&c, md_results_decode(str_value, sizeof str_value, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        CHECK(&c, strstr(err.message, "value") != NULL);
+        const uint8_t cut_bin[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc4, 5, 'v'};
+        CHECK(&c, md_results_decode(cut_bin, sizeof cut_bin, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t trailing[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0};
+        CHECK(&c, md_results_decode(trailing, sizeof trailing, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t bins_trailing[] = {0x91, 0xc4, 1, 'a', 0xc0};
+        CHECK(&c, md_bins_decode(bins_trailing, sizeof bins_trailing, NULL, NULL, NULL, &err) == MD_EFORMAT);
     }
 
     /* a long results array */
