@@ -107,6 +107,9 @@ typedef struct {
     PyObject *capture_stderr;
     uint32_t attempt;                 /* of the envelope being answered */
     double last_send;                 /* monotonic time of the last RESULTS */
+    double wall_minus_mono;           /* wall clock - monotonic clock, sampled per batch:
+                                         a task's start_time without a second clock read */
+    double last_task_end;             /* monotonic time the last task returned */
 } worker_ctx;
 
 /* io.c */
