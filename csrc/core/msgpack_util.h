@@ -70,6 +70,31 @@ static inline size_t md_mp_cursor_left(const md_mp_cursor *c)
 
 static inline uint64_t md_mp_be_(const uint8_t *p, size_t n)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* the widths msgpack uses, as single loads: a loop over the bytes was a
+     * third of decoding a result */
+    switch (n) {
+    case 1:
+        return p[0];
+    case 2: {
+        uint16_t v16;
+        memcpy(&v16, p, sizeof v16);
+        return __builtin_bswap16(v16);
+    }
+    case 4: {
+        uint32_t v32;
+        memcpy(&v32, p, sizeof v32);
+        return __builtin_bswap32(v32);
+    }
+    case 8: {
+        uint64_t v64;
+        memcpy(&v64, p, sizeof v64);
+        return __builtin_bswap64(v64);
+    }
+    default:
+        break;
+    }
+#endif
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         v = (v << 8) | p[i];
