@@ -139,3 +139,11 @@ def raise_message(message):
 def identity(x):
     """Returns its argument (return values of every kind)."""
     return x
+
+
+def after_file(x, path):
+    """Returns x at once when path is None, else once the file path exists (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return x

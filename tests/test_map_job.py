@@ -278,3 +278,13 @@ def test_functions_from_a_script_run_with_runpy_travel_by_value(tmp_path):
         "RESULT = job.get_results()\n")
     import runpy
     assert runpy.run_path(str(script))["RESULT"] == 6
+
+
+def test_results_bigger_than_a_read_of_the_log_come_back_whole():
+    # The client reads the results log 4 MiB at a time: a record larger than
+    # that, and records that straddle two reads, must come back whole, and
+    # many small records after them too.
+    sizes = [3 << 20, 9 << 20, 1, 5 << 20, 2] + [10] * 2000
+    job = gl.deploy.map_job.create(jobfuncs.big, [{"n": n} for n in sizes])
+    assert [len(value) for value in job.get_results()] == sizes
+    assert list(job.get_metrics()["status"]) == ["Completed"] * len(sizes)

@@ -375,6 +375,12 @@ int md_store_sync_file(const char *dir, const char *name, md_error *err);
 int md_store_read(const char *dir, const char *name, md_buf *out, md_error *err);
 /* Reads from byte offset to the end of the file, appending to out. */
 int md_store_read_from(const char *path, uint64_t offset, md_buf *out, md_error *err);
+/* Appends at most max bytes of path from byte offset to out, so that a large
+ * file can be taken a piece at a time; *eof is set when fewer than max bytes
+ * were there (bytes appended meanwhile wait for the next call).  MD_ENOENT if
+ * absent; out is unchanged on any error. */
+int md_store_read_range(const char *path, uint64_t offset, size_t max, md_buf *out, int *eof,
+                        md_error *err);
 /* mkdir(dir/name, mode); succeeds if it exists and exists_ok. */
 int md_store_mkdir(const char *dir, const char *name, unsigned mode, int exists_ok,
                    md_error *err);

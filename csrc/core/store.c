@@ -288,6 +288,66 @@ int md_store_read_from(const char *path, uint64_t offset, md_buf *out, md_error 
     return rc;
 }
 
+int md_store_read_range(const char *path, uint64_t offset, size_t max, md_buf *out, int *eof,
+                        md_error *err)
+{
+    if (path == NULL || out == NULL || eof == NULL || max == 0) {
+        return md_fail(err, MD_EARG, "read range: NULL argument or no bytes asked for");
+    }
+    if (offset > (uint64_t)INT64_MAX) {
+        return md_fail(err, MD_EARG, "read %s: offset %llu is too large", path,
+                       (unsigned long long)offset);
+    }
+    *eof = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return md_fail_errno(err, errno, "cannot open %s", path);
+    }
+    int rc = MD_OK;
+    size_t got = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = md_fail_errno(err, errno, "cannot stat %s", path);
+        goto cleanup;
+    }
+    /* Only what the file holds is reserved: a buffer of max bytes for a short
+     * file would be a large allocation for nothing (and glibc, once such a
+     * block is freed, serves later large ones from the heap, which keeps
+     * them resident). Bytes appended after the fstat are left for the next
+     * read. */
+    uint64_t size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+    size_t want = size <= offset ? 0 : (size - offset < max ? (size_t)(size - offset) : max);
+    if (want > 0 && md_buf_reserve(out, want) != MD_OK) {
+        rc = md_fail(err, MD_ENOMEM, "out of memory reading %s", path);
+        goto cleanup;
+    }
+    while (got < want) {
+        ssize_t n = pread(fd, out->data + out->len + got, want - got, (off_t)(offset + got));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = md_fail_errno(err, errno, "cannot read %s", path);
+            goto cleanup;
+        }
+        if (n == 0) {
+            break;   /* cut short since the fstat */
+        }
+        got += (size_t)n;
+    }
+    *eof = got < max;
+cleanup:
+    if (close(fd) != 0 && rc == MD_OK) {
+        rc = md_fail_errno(err, errno, "cannot close %s", path);
+    }
+    if (rc == MD_OK) {
+        out->len += got;
+    } else {
+        *eof = 0;
+    }
+    return rc;
+}
+
 int md_store_mkdir(const char *dir, const char *name, unsigned mode, int exists_ok,
                    md_error *err)
 {

@@ -3,7 +3,8 @@
  *   convert.c   Python objects <-> msgpack (job definitions, statuses)
  *   jobstore.c  the JobStore type and create_job
  *   process.c   starting the supervisor, probing it, waiting for changes
- *   results.c   the ResultTable type: a job's results held column by column
+ *   results.c   the ResultTable type: a job's results held column by column, and
+ *               ResultColumn, the lazy metrics columns that share them
  *   flatpickle.c pickles of kwargs dicts of plain scalars, without the pickle module
  */
 #ifndef MAPDEPLOY_EXT_H
@@ -22,6 +23,7 @@ typedef struct {
     PyObject *storage_error;    /* StorageError(MapDeployError, OSError) */
     PyTypeObject *job_store_type;
     PyTypeObject *result_table_type;
+    PyTypeObject *result_column_type;
 } md_module_state;
 
 md_module_state *md_state_of_module(PyObject *module);

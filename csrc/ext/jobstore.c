@@ -430,13 +430,20 @@ static int add_to_table(void *ctx, const md_task_result *r)
  * an error the read offset moves past the records already taken when
  * keep_taken is set (a ResultTable keeps them, so reading them again would
  * count their attempts twice), else it stays (a list of rows is dropped). */
+/* The log is read this much at a time: a client reading a finished job of a
+ * million tasks holds one piece of its ~50 MB log, not all of it, next to
+ * the results it builds. */
+#define RESULTS_READ_CHUNK ((size_t)4 << 20)
+
 static int read_new_results(JobStoreObject *self, md_result_visitor visit, void *ctx,
                             int keep_taken)
 {
     char log_path[MD_PATH_MAX];
-    md_buf data;
+    md_buf data;             /* the log from results_offset + taken on */
     md_error err;
-    size_t position = 0;
+    uint64_t taken = 0;      /* bytes of whole records visited, before data */
+    size_t position = 0;     /* bytes of whole records visited in data */
+    int eof = 0;
     int result = -1;
     int rc;
 
@@ -447,53 +454,64 @@ static int read_new_results(JobStoreObject *self, md_result_visitor visit, void 
         (void)raise_for(self, &err);
         goto cleanup;
     }
-    Py_BEGIN_ALLOW_THREADS
-    rc = md_store_read_from(log_path, self->results_offset, &data, &err);
-    Py_END_ALLOW_THREADS
-    if (rc != MD_OK && rc != MD_ENOENT) {
-        (void)raise_for(self, &err);
-        goto cleanup;
-    }
-    for (;;) {
-        const uint8_t *record = NULL;
-        size_t record_len = 0;
-        size_t consumed = 0;
-        md_envelope env;
-        rc = md_log_parse(data.data + position, data.len - position, &record, &record_len,
-                          &consumed, &err);
-        if (rc == 0) {
+    while (!eof) {
+        uint64_t next = self->results_offset + taken + data.len;
+        Py_BEGIN_ALLOW_THREADS
+        rc = md_store_read_range(log_path, next, RESULTS_READ_CHUNK, &data, &eof, &err);
+        Py_END_ALLOW_THREADS
+        if (rc == MD_ENOENT) {
             break;
         }
-        if (rc < 0) {
-            PyErr_Format(state_of(self)->format_error,
-                         "job folder %s: the results log is damaged at byte %llu: %s", self->dir,
-                         (unsigned long long)(self->results_offset + position), err.message);
+        if (rc != MD_OK) {
+            (void)raise_for(self, &err);
             goto cleanup;
         }
-        rc = md_envelope_decode(&self->key, record, record_len, &env, &err);
-        if (rc == MD_OK) {
-            rc = md_envelope_expect(&env, MD_KIND_RESULTS, self->job_id, &err);
-        }
-        if (rc != MD_OK) {
-            char context[MD_PATH_MAX + 64];
-            (void)snprintf(context, sizeof context, "job folder %s: results log record at byte %llu",
-                           self->dir, (unsigned long long)(self->results_offset + position));
-            (void)md_raise(state_of(self), &err, context);
-            goto cleanup;
-        }
-        rc = md_results_decode(env.payload, env.payload_len, visit, ctx, NULL, &err);
-        if (rc != MD_OK) {
-            if (!PyErr_Occurred()) {
-                (void)raise_for(self, &err);
+        for (;;) {
+            const uint8_t *record = NULL;
+            size_t record_len = 0;
+            size_t consumed = 0;
+            md_envelope env;
+            rc = md_log_parse(data.data + position, data.len - position, &record, &record_len,
+                              &consumed, &err);
+            if (rc == 0) {
+                break;   /* the rest is in the next piece, or a torn tail */
             }
-            goto cleanup;
+            uint64_t at = self->results_offset + taken + position;
+            if (rc < 0) {
+                PyErr_Format(state_of(self)->format_error,
+                             "job folder %s: the results log is damaged at byte %llu: %s",
+                             self->dir, (unsigned long long)at, err.message);
+                goto cleanup;
+            }
+            rc = md_envelope_decode(&self->key, record, record_len, &env, &err);
+            if (rc == MD_OK) {
+                rc = md_envelope_expect(&env, MD_KIND_RESULTS, self->job_id, &err);
+            }
+            if (rc != MD_OK) {
+                char context[MD_PATH_MAX + 64];
+                (void)snprintf(context, sizeof context,
+                               "job folder %s: results log record at byte %llu", self->dir,
+                               (unsigned long long)at);
+                (void)md_raise(state_of(self), &err, context);
+                goto cleanup;
+            }
+            rc = md_results_decode(env.payload, env.payload_len, visit, ctx, NULL, &err);
+            if (rc != MD_OK) {
+                if (!PyErr_Occurred()) {
+                    (void)raise_for(self, &err);
+                }
+                goto cleanup;
+            }
+            position += consumed;
         }
-        position += consumed;
+        md_buf_consume(&data, position);
+        taken += position;
+        position = 0;
     }
     result = 0;
 cleanup:
     if (result == 0 || keep_taken) {
-        self->results_offset += position;
+        self->results_offset += taken + position;
     }
     store_unlock(self);
     md_buf_free(&data);

@@ -144,6 +144,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->storage_error);
     Py_VISIT(state->job_store_type);
     Py_VISIT(state->result_table_type);
+    Py_VISIT(state->result_column_type);
     return 0;
 }
 
@@ -156,6 +157,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(state->storage_error);
     Py_CLEAR(state->job_store_type);
     Py_CLEAR(state->result_table_type);
+    Py_CLEAR(state->result_column_type);
     return 0;
 }
 

@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from . import _engine, _environment, _progress
@@ -238,25 +239,38 @@ class Job:
         worker_pid, peak_memory (the worker's peak resident memory in bytes
         after the task; None when unknown) and output_log (the worker log
         that holds what the task printed).
+
+        The table is a snapshot of the results read when it was made: it does
+        not change as the job goes on (call ``get_metrics`` again for newer
+        results) and stays usable after the job is deleted. Its cells are made
+        when they are read, so holding the table of a large job costs a few
+        bytes a task, not a Python object per cell.
         """
         state = self._wait_for_results() if wait else self.get_status()
         self._refresh()
         unfinished = CANCELED if state == CANCELED else (UNKNOWN if state == FAILED else PENDING)
         combiner = self._combiner_name is not None
+        # Lazy columns over the results read so far: a cell becomes a Python
+        # object only when it is read, so the table costs no memory per task
+        # (it keeps the results' C columns alive, not the Job).
         cells = self._results.metrics(unfinished, detailed, combiner)
-        names = self._task_names
-        if combiner:
-            names.append(self._combiner_name)
-        columns: dict[str, list[Any]] = {"task_name": names}
+        names: Sequence[str]
+        if self._kind == "single":
+            single = [self._function_name]
+            if self._combiner_name is not None:
+                single.append(self._combiner_name)
+            names = single
+        else:
+            names = self._results.task_names(f"{self._function_name}-0-", self._combiner_name)
+        columns: dict[str, Sequence[Any]] = {"task_name": names}
         columns.update((name, cells[name]) for name in METRIC_COLUMNS[1:])
         if detailed:
             slots = self._worker_slots()
             logs = self.get_log_file_path()
             columns.update((name, cells[name]) for name in DETAILED_COLUMNS[:-1])
-            columns["output_log"] = [
-                None if slot is None else f"{logs}/worker-{slot}.log"
-                for slot in map(slots.get, cells["worker_pid"])]
-        # the lists are new and ours: the table takes them without a copy
+            # one path string per worker, shared by its tasks' rows
+            paths = {pid: f"{logs}/worker-{slot}.log" for pid, slot in slots.items()}
+            columns["output_log"] = [paths.get(pid) for pid in cells["worker_pid"]]
         return Table._from_parts(list(columns), columns, len(names))
 
     def _worker_slots(self) -> dict[int, int]:

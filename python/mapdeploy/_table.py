@@ -10,6 +10,14 @@ reproduces the boxed layout that ``print(sframe)`` produced.
 :class:`Column` is the one-dimensional counterpart of ``SArray``: an
 immutable sequence with element-wise comparison and boolean operators, so
 that comparisons yield masks usable to filter a :class:`Table`.
+
+A column's values are held either in a ``list`` or in any other read-only
+sequence that makes each value when it is read: ``job.get_metrics()`` hands
+its columns over as views of the job's results held in C
+(``_mapdeploy.ResultColumn``), so that a table of a million tasks holds no
+Python object per task until its cells are read.  Everything a Table does
+only indexes, slices (a slice is a new list), iterates and measures its
+columns, so both kinds behave the same.
 """
 
 from __future__ import annotations
@@ -108,6 +116,17 @@ def _is_missing(value: Any) -> bool:
     return value is None
 
 
+def _same_values(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """``list(a) == list(b)`` (identity or ``==`` per element), without copying either."""
+    if a is b:
+        return True
+    if len(a) != len(b):
+        return False
+    if type(a) is list and type(b) is list:
+        return a == b
+    return all(x is y or x == y for x, y in zip(a, b))
+
+
 def failed_row_class(row: Mapping[str, Any]) -> str | None:
     """Default HTML row-class hook: ``"mapdeploy-failed"`` for failed tasks.
 
@@ -167,11 +186,11 @@ class Column(Sequence[Any]):
 
     def __init__(self, data: Iterable[Any] = (), name: str = "") -> None:
         self.name = name
-        self._data: list[Any] = list(data)
+        self._data: Sequence[Any] = list(data)
 
     @classmethod
-    def _wrap(cls, data: list[Any], name: str = "") -> Column:
-        """Build a Column around *data* without copying it (internal)."""
+    def _wrap(cls, data: Sequence[Any], name: str = "") -> Column:
+        """Build a Column around *data* (a list or a read-only sequence) without copying it (internal)."""
         col = cls.__new__(cls)
         col.name = name
         col._data = data
@@ -221,7 +240,7 @@ class Column(Sequence[Any]):
 
     # -- element-wise comparison ------------------------------------------
 
-    def _operand_values(self, other: Any) -> list[Any] | None:
+    def _operand_values(self, other: Any) -> Sequence[Any] | None:
         """The other operand as a same-length list, or None if it is a scalar."""
         if isinstance(other, (Column, list)):
             values = other._data if isinstance(other, Column) else other
@@ -358,7 +377,7 @@ class Column(Sequence[Any]):
     def __repr__(self) -> str:
         """List-like representation, e.g. ``[40, None, 10]`` (long columns elided)."""
         if len(self._data) <= _COLUMN_REPR_ITEMS:
-            return repr(self._data)
+            return repr(list(self._data))
         shown = ", ".join(repr(v) for v in self._data[:_COLUMN_REPR_ITEMS])
         return f"[{shown}, ...]"
 
@@ -405,7 +424,9 @@ class Table:
 
     def __init__(self, columns: Mapping[str, Sequence[Any]] | None = None) -> None:
         self._names: list[str] = []
-        self._data: dict[str, list[Any]] = {}
+        # name -> values: a list, or a read-only sequence that makes each
+        # value when it is read (the lazy columns of get_metrics())
+        self._data: dict[str, Sequence[Any]] = {}
         self._nrows = 0
         if columns is None:
             return
@@ -428,11 +449,16 @@ class Table:
         self._nrows = next(iter(lengths.values()), 0)
 
     @classmethod
-    def _from_parts(cls, names: list[str], data: dict[str, list[Any]], nrows: int) -> Table:
-        """Build a Table from already-validated parts without copying (internal)."""
+    def _from_parts(cls, names: list[str], data: Mapping[str, Sequence[Any]], nrows: int) -> Table:
+        """Build a Table from already-validated parts without copying (internal).
+
+        The columns may be lists or read-only sequences that support
+        ``len``, integer and slice indexing (a slice being a new list) and
+        iteration; the table keeps them as they are and never changes them.
+        """
         table = cls.__new__(cls)
         table._names = names
-        table._data = data
+        table._data = dict(data)
         table._nrows = nrows
         return table
 
@@ -606,7 +632,7 @@ class Table:
         if not isinstance(other, Table):
             return NotImplemented
         return self._names == other._names and all(
-            self._data[name] == other._data[name] for name in self._names
+            _same_values(self._data[name], other._data[name]) for name in self._names
         )
 
     # -- row subsets --------------------------------------------------------
@@ -638,7 +664,8 @@ class Table:
                 raise self._missing_column(key)
         order = list(range(self._nrows))
         for key in reversed(keys):
-            values = self._data[key]
+            # read each value once: a lazy column makes a new object per read
+            values = list(self._data[key])
             present = [i for i in order if values[i] is not None]
             missing = [i for i in order if values[i] is None]
             try:
@@ -656,8 +683,9 @@ class Table:
 
     def to_list(self) -> list[list[Any]]:
         """The rows as a list of lists (values in column order)."""
-        columns = [self._data[name] for name in self._names]
-        return [[col[i] for col in columns] for i in range(self._nrows)]
+        if not self._names:
+            return [[] for _ in range(self._nrows)]
+        return [list(row) for row in zip(*(self._data[name] for name in self._names))]
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the table to a UTF-8 CSV file with a header row.

@@ -75,6 +75,31 @@ int main(void)
     CHECK(&c, strstr(err.message, "No such file or directory") != NULL);
     CHECK(&c, md_store_read_from("/nonexistent/x", 0, &buf, &err) == MD_ENOENT);
 
+    /* a file read a piece at a time: appended to what the buffer holds */
+    {
+        int eof = -1;
+        CHECK(&c, md_store_write_atomic(dir, "pieces", (const uint8_t *)"0123456789", 10, 0600,
+                                        &err) == MD_OK);
+        CHECK(&c, md_path_join(path, sizeof path, dir, "pieces", &err) == MD_OK);
+        md_buf_clear(&buf);
+        CHECK(&c, md_buf_append(&buf, "x", 1) == MD_OK);
+        CHECK(&c, md_store_read_range(path, 2, 4, &buf, &eof, &err) == MD_OK);
+        CHECK(&c, eof == 0 && buf.len == 5 && memcmp(buf.data, "x2345", 5) == 0);
+        CHECK(&c, md_store_read_range(path, 6, 4, &buf, &eof, &err) == MD_OK);
+        CHECK(&c, eof == 0 && buf.len == 9 && memcmp(buf.data, "x23456789", 9) == 0);
+        CHECK(&c, md_store_read_range(path, 10, 4, &buf, &eof, &err) == MD_OK);
+        CHECK(&c, eof == 1 && buf.len == 9);
+        CHECK(&c, md_store_read_range(path, 8, 100, &buf, &eof, &err) == MD_OK);
+        CHECK(&c, eof == 1 && buf.len == 11 && memcmp(buf.data + 9, "89", 2) == 0);
+        CHECK(&c, md_store_read_range(path, 50, 4, &buf, &eof, &err) == MD_OK);
+        CHECK(&c, eof == 1 && buf.len == 11);
+        CHECK(&c, md_store_read_range(path, 0, 0, &buf, &eof, &err) == MD_EARG);
+        CHECK(&c, md_store_read_range(path, (uint64_t)INT64_MAX + 1, 4, &buf, &eof, &err) == MD_EARG);
+        CHECK(&c, md_store_read_range("/nonexistent/x", 0, 4, &buf, &eof, &err) == MD_ENOENT);
+        CHECK(&c, buf.len == 11);
+        remove_file(dir, "pieces");
+    }
+
     /* the key: 0600 accepted, 0644 refused, wrong size refused */
     md_key key, read_back;
     CHECK(&c, md_key_generate(&key, &err) == MD_OK);
