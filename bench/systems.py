@@ -81,6 +81,12 @@ class MapDeploy(System):
             for entry in os.listdir(self._jobs_dir):
                 shutil.rmtree(os.path.join(self._jobs_dir, entry), ignore_errors=True)
 
+    def close(self) -> None:
+        # The warm pool this process left would serve the next measuring
+        # process too, making its "cold" run warm; like every peer's pool,
+        # ours ends with the process that measured it.
+        self._gl.deploy.stop_idle_workers()
+
 
 class PoolSystem(System):
     def __init__(self, method: str) -> None:

@@ -79,6 +79,7 @@ def session_home(tmp_path, monkeypatch):
                 gl.deploy.jobs[name].cancel()
             except Exception:
                 pass
+    gl.deploy.stop_idle_workers()  # warm workers wait for the next job otherwise
     pids = job_process_ids(home)
     pids.discard(os.getpid())
     assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10), \

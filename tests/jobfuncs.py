@@ -141,9 +141,22 @@ def identity(x):
     return x
 
 
+def pid_after(seconds):
+    """Sleeps, then returns the worker's pid: tasks long enough to need every worker."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def after_file(x, path):
     """Returns x at once when path is None, else once the file path exists (at most 60 s)."""
     deadline = time.monotonic() + 60
     while path is not None and not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     return x
+
+
+def peak_then_pid(megabytes):
+    """Touches megabytes of memory, frees them, returns the worker's pid."""
+    block = b"x" * (megabytes << 20)
+    del block
+    return os.getpid()

@@ -13,7 +13,7 @@ import pytest
 
 import jobfuncs
 import mapdeploy as gl
-from conftest import wait_until
+from conftest import pid_alive, wait_until
 
 
 def _command() -> list[str]:
@@ -205,3 +205,16 @@ def test_python_dash_m_is_the_same_command(mixed_job):
                          text=True, timeout=60, env=os.environ)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["name"] == "mixed"
+
+
+def test_pools_lists_the_warm_workers_and_stop_ends_them():
+    job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 2}])
+    job.get_results()
+    pid = job._store.status()["supervisor_pid"]
+    code, data = run_json("pools")
+    assert code == 0 and [p["pid"] for p in data["pools"]] == [pid]
+    out = run("pools", "--stop")
+    assert out.returncode == 0 and "stopped 1 idle pool" in out.stdout
+    assert not pid_alive(pid)
+    out = run("pools")
+    assert out.returncode == 0 and "no warm workers" in out.stdout

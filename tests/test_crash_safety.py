@@ -20,6 +20,13 @@ import jobfuncs
 import mapdeploy as gl
 from conftest import children, pid_alive, supervisor_pid, wait_until
 
+
+@pytest.fixture(autouse=True)
+def no_warm_pool(monkeypatch):
+    """These tests follow one job's processes to their end, which a warm pool would
+    postpone by its linger time (test_pool.py covers pools, crashes included)."""
+    monkeypatch.setenv("MAPDEPLOY_POOL_LINGER", "0")
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -27,6 +27,7 @@ def small_home(session_home):
     mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(session_home))
     try:
         yield session_home
+        gl.deploy.stop_idle_workers()
         pids = job_process_ids(session_home)
         assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
     finally:
@@ -56,7 +57,9 @@ def test_read_only_session_folder_gives_a_clear_error_and_loses_nothing(small_ho
     job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 2}])
     assert job.get_results() == [3]
     # The job's processes may still be closing their files after the final
-    # status; a remount read-only is refused while any is open for writing.
+    # status, and a warm pool keeps its workers' logs open; a remount
+    # read-only is refused while any is open for writing.
+    gl.deploy.stop_idle_workers()
     pids = job_process_ids(small_home)
     assert wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
     mount("-o", "remount,ro", str(small_home))

@@ -659,3 +659,63 @@ def test_missing_cloudpickle_reports_in_ready(spawn):
     ready = w.start(job_definition(ADD, sys_path=no_site))
     assert "cloudpickle" in ready["error"]
     assert w.wait() == 1
+
+
+# ------------------------------------------------------------------ warm workers
+
+def switch_envelope(w, new_key, new_job, log_path, key=None):
+    """A SWITCH for the next job, authenticated with the key of the job served (or `key`)."""
+    hello = packb({"v": 1, "key": new_key, "job": new_job, "log": str(log_path)})
+    return make_envelope(key or w.key, "switch", w.job, hello)
+
+
+def test_switch_runs_the_next_job_with_its_own_key_function_and_log(spawn, tmp_path):
+    shout = make_fn("""
+def shout(x):
+    print("next job says", x)
+    return -x
+""", "shout")
+    w = spawn()
+    w.start(job_definition(ADD, task_count=1))
+    assert pickle.loads(w.run([{"x": 1}])[0]["value"]) == 11
+    new_key, new_job = os.urandom(32), "job-" + os.urandom(4).hex()
+    log = tmp_path / "next-worker-0.log"
+    w.send_frame(switch_envelope(w, new_key, new_job, log))
+    w.key, w.job = new_key, new_job
+    definition = job_definition(shout, task_count=2, cwd=str(tmp_path))
+    w.jobdef = definition
+    w.send_frame(make_envelope(w.key, "job", w.job, packb(definition), 0, 2))
+    ready = w.recv_ready()  # under the new key and job id
+    assert ready["error"] is None and ready["pid"] == w.proc.pid
+    results = w.run([{"x": 5}, {"x": 6}])
+    assert [pickle.loads(r["value"]) for r in results] == [-5, -6]
+    # what it printed went to the new log, not to the first job's stdout
+    assert w.close() == 0
+    assert "next job says 5" in log.read_text()
+    assert "next job says" not in w.stdout()
+
+
+def test_switch_under_a_wrong_key_is_refused(spawn, tmp_path):
+    w = spawn()
+    w.start(job_definition(ADD, task_count=1))
+    log = tmp_path / "never.log"
+    w.send_frame(switch_envelope(w, os.urandom(32), "job-other", log, key=os.urandom(32)))
+    assert w.recv_frame() is None
+    assert w.wait() == 2
+    assert "authentication" in w.stderr()
+    assert not log.exists()
+
+
+def test_the_old_key_is_refused_after_a_switch(spawn, tmp_path):
+    w = spawn()
+    w.start(job_definition(ADD, task_count=1))
+    old_key, old_job = w.key, w.job
+    new_key, new_job = os.urandom(32), "job-" + os.urandom(4).hex()
+    w.send_frame(switch_envelope(w, new_key, new_job, tmp_path / "next.log"))
+    w.key, w.job = new_key, new_job
+    w.send_frame(make_envelope(w.key, "job", w.job, packb(job_definition(ADD)), 0, 1))
+    w.recv_ready()
+    payload = packb([cloudpickle.dumps({"x": 1})])
+    w.send_frame(make_envelope(old_key, "tasks", old_job, payload, 0, 1))
+    assert w.recv_frame() is None
+    assert w.wait() == 2

@@ -17,7 +17,7 @@ static const char mac_prefix[] = "mapdeploy-envelope/1";
 #define MAC_PREFIX_LEN (sizeof mac_prefix)
 
 static const char *const kind_names[] = {
-    NULL, "job", "tasks", "results", "status", "combine", "ready",
+    NULL, "job", "tasks", "results", "status", "combine", "ready", "switch",
 };
 #define KIND_COUNT (sizeof kind_names / sizeof kind_names[0])
 

@@ -1,5 +1,6 @@
 /* Length-prefixed frames over file descriptors (the supervisor/worker socket). */
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -170,4 +171,70 @@ int md_frame_parse(const uint8_t *data, size_t len, size_t max_len,
     *frame_len = body;
     *consumed = FRAME_HEADER_LEN + body;
     return 1;
+}
+
+int md_pool_request_parse(const uint8_t *data, size_t len, md_pool_request *out,
+                          md_error *err)
+{
+    if (out == NULL || (data == NULL && len != 0)) {
+        return md_fail(err, MD_EARG, "pool request: NULL argument");
+    }
+    if (len == 0) {
+        return 0;
+    }
+    memset(out, 0, sizeof(*out));
+    if (data[0] == MD_POOL_STOP) {
+        out->op = MD_POOL_STOP;
+        return 1;
+    }
+    if (data[0] != MD_POOL_RUN) {
+        return md_fail(err, MD_EFORMAT, "pool request: unknown operation 0x%02x", data[0]);
+    }
+    if (len < 5) {
+        return 0;
+    }
+    uint32_t path_len = md_get_be32(data + 1);
+    if (path_len == 0 || path_len >= MD_PATH_MAX) {
+        return md_fail(err, MD_EFORMAT, "pool request: a path of %u bytes (1 to %u allowed)",
+                       path_len, MD_PATH_MAX - 1);
+    }
+    if (len - 5 < path_len) {
+        return 0;
+    }
+    const char *path = (const char *)data + 5;
+    if (path[0] != '/' || memchr(path, '\0', path_len) != NULL) {
+        return md_fail(err, MD_EFORMAT, "pool request: the job folder must be an absolute path "
+                       "without NUL");
+    }
+    out->op = MD_POOL_RUN;
+    out->path.ptr = path;
+    out->path.len = path_len;
+    return 1;
+}
+
+int md_pool_request_encode(char op, const char *path, md_buf *out, md_error *err)
+{
+    if (out == NULL || (op == MD_POOL_RUN) == (path == NULL) ||
+        (op != MD_POOL_RUN && op != MD_POOL_STOP)) {
+        return md_fail(err, MD_EARG, "pool request: bad arguments");
+    }
+    uint8_t head[5] = {(uint8_t)op, 0, 0, 0, 0};
+    if (op == MD_POOL_STOP) {
+        return md_buf_append(out, head, 1) == MD_OK
+                   ? MD_OK
+                   : md_fail(err, MD_ENOMEM, "pool request: out of memory");
+    }
+    size_t path_len = strlen(path);
+    if (path_len == 0 || path_len >= MD_PATH_MAX || path[0] != '/') {
+        return md_fail(err, MD_EARG, "pool request: the job folder must be an absolute path "
+                       "of at most %u bytes", MD_PATH_MAX - 1);
+    }
+    md_put_be32(head + 1, (uint32_t)path_len);
+    size_t original_len = out->len;
+    if (md_buf_append(out, head, sizeof(head)) != MD_OK ||
+        md_buf_append(out, (const uint8_t *)path, path_len) != MD_OK) {
+        out->len = original_len;
+        return md_fail(err, MD_ENOMEM, "pool request: out of memory");
+    }
+    return MD_OK;
 }

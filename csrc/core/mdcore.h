@@ -123,7 +123,9 @@ typedef enum {
     MD_KIND_RESULTS = 3,  /* results of tasks [first, first+count) */
     MD_KIND_STATUS = 4,   /* the job's status */
     MD_KIND_COMBINE = 5,  /* supervisor -> worker: run the combiner */
-    MD_KIND_READY = 6     /* worker -> supervisor: interpreter is up */
+    MD_KIND_READY = 6,    /* worker -> supervisor: interpreter is up */
+    MD_KIND_SWITCH = 7    /* supervisor -> warm worker: a hello for the next job,
+                             authenticated with the key of the job it served */
 } md_kind;
 
 /* Returns the wire name ("job", "tasks", ...) or NULL for an unknown kind. */
@@ -298,12 +300,33 @@ typedef int (*md_combine_visitor)(void *ctx, const md_combine_entry *entry);
 int md_combine_decode(const uint8_t *payload, size_t len, md_combine_visitor visit,
                       void *ctx, size_t *count_out, md_error *err);
 
+/* A request on a warm pool's socket (docs/protocol.md, "The pool socket"):
+ * 'J' | uint32 big-endian N | N bytes of an absolute job folder path, or 'S'. */
+#define MD_POOL_RUN 'J'
+#define MD_POOL_STOP 'S'
+typedef struct {
+    char op;          /* MD_POOL_RUN or MD_POOL_STOP */
+    md_str path;      /* MD_POOL_RUN: borrowed from the input, no NUL, starts with '/' */
+} md_pool_request;
+
+/* Pure parser over the bytes received so far: 1 and *out when a whole
+ * request is at the start of data, 0 when more bytes are needed,
+ * MD_EFORMAT for anything else (an unknown op, an empty, relative or
+ * over-long path, a NUL in it). */
+int md_pool_request_parse(const uint8_t *data, size_t len, md_pool_request *out,
+                          md_error *err);
+/* Appends a request to out (path NULL for MD_POOL_STOP). */
+int md_pool_request_encode(char op, const char *path, md_buf *out, md_error *err);
+
 /* Hello: the first frame on a worker's socket, sent by the supervisor before
  * the worker has a key; plain msgpack, not an envelope (the socketpair is
- * private to the two processes). */
+ * private to the two processes).  A warm worker kept for the next job gets
+ * it again as the payload of a SWITCH envelope, with the log it writes to
+ * from then on (log.ptr NULL: no such key, the worker keeps its log). */
 typedef struct {
     md_key key;
     md_str job_id;
+    md_str log;
 } md_hello;
 
 int md_hello_encode(const md_hello *hello, md_buf *out, md_error *err);
@@ -360,6 +383,11 @@ int md_shard_name(char *out, size_t out_len, uint64_t shard, md_error *err);
 /* Writes dir/name.tmp.<pid>, fsyncs it, renames it over dir/name, fsyncs dir. */
 int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data,
                           size_t len, unsigned mode, md_error *err);
+/* The same rename of a complete file over dir/name, fsyncs only with sync:
+ * readers never see a partial file, and a host crash may lose the change
+ * until the writer syncs it (md_store_sync_file, md_store_sync_dir). */
+int md_store_replace(const char *dir, const char *name, const uint8_t *data, size_t len,
+                     unsigned mode, int sync, md_error *err);
 /* Creates dir/name only if absent (O_EXCL): MD_EEXIST when present. */
 int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
                               size_t len, unsigned mode, md_error *err);
@@ -371,6 +399,8 @@ int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *d
                              size_t len, unsigned mode, md_error *err);
 /* fsync(2) of the file dir/name (not of its folder). */
 int md_store_sync_file(const char *dir, const char *name, md_error *err);
+/* fsync(2) of the folder dir itself: the names created or renamed in it. */
+int md_store_sync_dir(const char *dir, md_error *err);
 /* Reads a whole file into out (replacing its contents); MD_ENOENT if absent. */
 int md_store_read(const char *dir, const char *name, md_buf *out, md_error *err);
 /* Reads from byte offset to the end of the file, appending to out. */
@@ -390,9 +420,12 @@ int md_store_read_key(const char *dir, md_key *key, md_error *err);
 /* Reads and authenticates <dir>/status. */
 int md_store_read_status(const char *dir, const md_key *key, const char *job_id,
                          md_buf *scratch, md_status *out, md_error *err);
-/* Encodes, authenticates and atomically writes <dir>/status. */
+/* Encodes, authenticates and atomically writes <dir>/status (durably). */
 int md_store_write_status(const char *dir, const md_key *key, const char *job_id,
                           const md_status *status, md_error *err);
+/* The same; without sync the rename is not fsynced (see md_store_replace). */
+int md_store_write_status_ex(const char *dir, const md_key *key, const char *job_id,
+                             const md_status *status, int sync, md_error *err);
 
 /* ---------------------------------------------------------- time */
 

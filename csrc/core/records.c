@@ -867,14 +867,25 @@ int md_hello_encode(const md_hello *hello, md_buf *out, md_error *err)
     if (hello->job_id.len > MD_JOB_ID_MAX) {
         return md_fail(err, MD_EARG, "hello: job id must be at most %u bytes", MD_JOB_ID_MAX);
     }
+    if (hello->log.ptr != NULL &&
+        (hello->log.len == 0 || hello->log.len >= MD_PATH_MAX ||
+         memchr(hello->log.ptr, '\0', hello->log.len) != NULL)) {
+        return md_fail(err, MD_EARG, "hello: the log path must be 1 to %u bytes without NUL",
+                       MD_PATH_MAX - 1);
+    }
     size_t original_len = out->len;
     msgpack_packer pk;
     md_mp_packer_init(&pk, out);
-    if (md_mp_pack_map(&pk, 3) != 0 ||
+    if (md_mp_pack_map(&pk, hello->log.ptr != NULL ? 4u : 3u) != 0 ||
         md_mp_pack_key(&pk, "v") != 0 || msgpack_pack_uint32(&pk, HELLO_VERSION) != 0 ||
         md_mp_pack_key(&pk, "key") != 0 || md_mp_pack_bin(&pk, hello->key.bytes, MD_KEY_LEN) != 0 ||
         md_mp_pack_key(&pk, "job") != 0 ||
         md_mp_pack_str(&pk, hello->job_id.ptr, hello->job_id.len) != 0) {
+        return encode_failed(out, original_len, err, "hello");
+    }
+    if (hello->log.ptr != NULL &&
+        (md_mp_pack_key(&pk, "log") != 0 ||
+         md_mp_pack_str(&pk, hello->log.ptr, hello->log.len) != 0)) {
         return encode_failed(out, original_len, err, "hello");
     }
     return MD_OK;
@@ -899,8 +910,8 @@ int md_hello_decode(const uint8_t *data, size_t len, md_hello *out, md_error *er
         goto cleanup;
     }
     const msgpack_object *root = &unpacked.data;
-    if (root->type != MSGPACK_OBJECT_MAP || root->via.map.size != 3) {
-        rc = md_fail(err, MD_EFORMAT, "hello: not a map of the three keys v, key, job");
+    if (root->type != MSGPACK_OBJECT_MAP || root->via.map.size < 3 || root->via.map.size > 4) {
+        rc = md_fail(err, MD_EFORMAT, "hello: not a map of the keys v, key, job and maybe log");
         goto cleanup;
     }
     unsigned seen = 0;
@@ -918,8 +929,13 @@ int md_hello_decode(const uint8_t *data, size_t len, md_hello *out, md_error *er
         } else if (md_mp_key_is(k, "job")) {
             bit = 4u;
             ok = md_mp_get_str(val, &hello.job_id) && hello.job_id.len <= MD_JOB_ID_MAX;
+        } else if (md_mp_key_is(k, "log")) {
+            bit = 8u;
+            ok = md_mp_get_str(val, &hello.log) && hello.log.len > 0 &&
+                 hello.log.len < MD_PATH_MAX &&
+                 memchr(hello.log.ptr, '\0', hello.log.len) == NULL;
         } else {
-            rc = md_fail(err, MD_EFORMAT, "hello: unexpected key (expected exactly v, key, job)");
+            rc = md_fail(err, MD_EFORMAT, "hello: unexpected key (expected v, key, job, log)");
             goto cleanup;
         }
         if (seen & bit) {

@@ -106,6 +106,12 @@ static int write_sync_close(int fd, const uint8_t *data, size_t len, const char 
 int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data,
                           size_t len, unsigned mode, md_error *err)
 {
+    return md_store_replace(dir, name, data, len, mode, 1, err);
+}
+
+int md_store_replace(const char *dir, const char *name, const uint8_t *data, size_t len,
+                     unsigned mode, int sync, md_error *err)
+{
     if (data == NULL && len != 0) {
         return md_fail(err, MD_EARG, "write: NULL data");
     }
@@ -124,7 +130,14 @@ int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data
         return md_fail_errno(err, errno, "cannot create %s", tmp);
     }
     int created = 1;
-    rc = write_sync_close(fd, data, len, tmp, err);
+    if (sync) {
+        rc = write_sync_close(fd, data, len, tmp, err);
+    } else {
+        rc = write_all(fd, data, len, tmp, err);
+        if (close(fd) != 0 && rc == MD_OK) {
+            rc = md_fail_errno(err, errno, "cannot close %s", tmp);
+        }
+    }
     if (rc != MD_OK) {
         goto cleanup;
     }
@@ -133,7 +146,9 @@ int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data
         goto cleanup;
     }
     created = 0;
-    rc = fsync_parent(path, err);
+    if (sync) {
+        rc = fsync_parent(path, err);
+    }
 
 cleanup:
     if (created) {
@@ -193,6 +208,20 @@ int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *d
                              size_t len, unsigned mode, md_error *err)
 {
     return create_exclusive(dir, name, data, len, mode, 0, err);
+}
+
+int md_store_sync_dir(const char *dir, md_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return md_fail_errno(err, errno, "cannot open folder %s to sync it", dir);
+    }
+    int rc = MD_OK;
+    if (fsync(fd) != 0) {
+        rc = md_fail_errno(err, errno, "cannot sync folder %s", dir);
+    }
+    close(fd);
+    return rc;
 }
 
 int md_store_sync_file(const char *dir, const char *name, md_error *err)
@@ -456,6 +485,12 @@ int md_store_read_status(const char *dir, const md_key *key, const char *job_id,
 int md_store_write_status(const char *dir, const md_key *key, const char *job_id,
                           const md_status *status, md_error *err)
 {
+    return md_store_write_status_ex(dir, key, job_id, status, 1, err);
+}
+
+int md_store_write_status_ex(const char *dir, const md_key *key, const char *job_id,
+                             const md_status *status, int sync, md_error *err)
+{
     if (key == NULL || job_id == NULL || status == NULL) {
         return md_fail(err, MD_EARG, "status: NULL argument");
     }
@@ -480,7 +515,7 @@ int md_store_write_status(const char *dir, const md_key *key, const char *job_id
     if (rc != MD_OK) {
         goto cleanup;
     }
-    rc = md_store_write_atomic(dir, MD_STORE_STATUS, envelope.data, envelope.len, 0600, err);
+    rc = md_store_replace(dir, MD_STORE_STATUS, envelope.data, envelope.len, 0600, sync, err);
 
 cleanup:
     md_buf_free(&envelope);

@@ -56,11 +56,19 @@ int md_result_table_add(PyObject *table, const md_task_result *r);
 PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* process.c */
-/* Starts `supervisor --job-dir dir --worker worker --daemonize` and waits for
- * the short-lived parent; 0, or -1 with *err filled (message holds what the
- * supervisor printed).  Call without the GIL. */
+/* Starts `supervisor --job-dir dir --worker worker --daemonize` (with
+ * `--pool pool --pool-dir pool_dir --linger linger` when pool is not NULL)
+ * and waits for the short-lived parent; 0, or -1 with *err filled (message
+ * holds what the supervisor printed).  Call without the GIL. */
 int md_spawn_supervisor(const char *supervisor, const char *worker, const char *dir,
+                        const char *pool, const char *pool_dir, double linger,
                         md_error *err);
+/* Hands the job to the idle warm pool named pool if there is one, else
+ * spawns a supervisor that becomes that pool after the job (pool NULL: no
+ * pool at all).  Call without the GIL. */
+int md_launch_supervisor(const char *supervisor, const char *worker, const char *dir,
+                         const char *pool, const char *pool_dir, double linger,
+                         md_error *err);
 /* 1 when a process holds dir/supervisor.lock, 0 when none does. */
 int md_supervisor_alive(const char *dir, md_error *err);
 #endif

@@ -573,23 +573,35 @@ static PyObject *job_store_rewind_results(PyObject *op, PyObject *Py_UNUSED(igno
 
 static PyObject *job_store_launch(PyObject *op, PyObject *args, PyObject *kwds)
 {
-    static char *keywords[] = {"supervisor", "worker", NULL};
+    static char *keywords[] = {"supervisor", "worker", "pool", "pool_dir", "linger", NULL};
     JobStoreObject *self = (JobStoreObject *)op;
     PyObject *supervisor = NULL;
     PyObject *worker = NULL;
+    PyObject *pool_dir = NULL;
+    const char *pool = NULL;
+    double linger = 0.0;
     PyObject *result = NULL;
     md_error err;
     int rc;
 
     md_error_clear(&err);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O&:launch", keywords, PyUnicode_FSConverter,
-                                     &supervisor, PyUnicode_FSConverter, &worker)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&O&|zO&d:launch", keywords,
+                                     PyUnicode_FSConverter, &supervisor, PyUnicode_FSConverter,
+                                     &worker, &pool, PyUnicode_FSConverter, &pool_dir, &linger)) {
+        goto cleanup;
+    }
+    if ((pool == NULL) != (pool_dir == NULL) || !(linger >= 0.0 && linger <= 86400.0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "launch: pool and pool_dir go together, and linger is 0 to 86400 "
+                        "seconds");
         goto cleanup;
     }
     const char *supervisor_path = PyBytes_AS_STRING(supervisor);
     const char *worker_path = PyBytes_AS_STRING(worker);
+    const char *pool_dir_path = pool_dir != NULL ? PyBytes_AS_STRING(pool_dir) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = md_spawn_supervisor(supervisor_path, worker_path, self->dir, &err);
+    rc = md_launch_supervisor(supervisor_path, worker_path, self->dir, pool, pool_dir_path,
+                              linger, &err);
     Py_END_ALLOW_THREADS
     if (rc != MD_OK) {
         (void)raise_for(self, &err);
@@ -599,6 +611,7 @@ static PyObject *job_store_launch(PyObject *op, PyObject *args, PyObject *kwds)
 cleanup:
     Py_XDECREF(supervisor);
     Py_XDECREF(worker);
+    Py_XDECREF(pool_dir);
     return result;
 }
 
@@ -771,7 +784,9 @@ static PyMethodDef job_store_methods[] = {
     {"rewind_results", job_store_rewind_results, METH_NOARGS,
      PyDoc_STR("rewind_results()\n\nThe next read_results() starts from the beginning.")},
     {"launch", (PyCFunction)(void (*)(void))job_store_launch, METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("launch(supervisor, worker)\n\nStarts the detached supervisor of this job.")},
+     PyDoc_STR("launch(supervisor, worker, pool=None, pool_dir=None, linger=0.0)\n\n"
+               "Starts this job: on the idle warm pool `pool` if there is one, else in a new "
+               "detached supervisor (which lingers `linger` seconds as that pool afterwards).")},
     {"supervisor_alive", job_store_supervisor_alive, METH_NOARGS,
      PyDoc_STR("supervisor_alive() -> bool")},
     {"request_cancel", job_store_request_cancel, METH_NOARGS,
@@ -821,14 +836,13 @@ typedef struct {
     const size_t *item_lens;
 } job_layout;
 
-/* sync: written to a temporary name, fsynced and renamed (and the folder
- * fsynced), so that it is durable and other processes never see it partly
- * written: the definition, whose presence tells a process listing the jobs
- * that the folder is complete.  Otherwise created in place, unsynced (see
- * write_layout for which files need what). */
+/* whole: written to a temporary name and renamed, so that other processes
+ * never see it partly written: the definition, whose presence tells a
+ * process listing the jobs that the folder is complete.  Otherwise created
+ * in place.  Nothing is fsynced here (see write_layout). */
 static int write_envelope(const job_layout *layout, const char *name, md_kind kind, uint64_t first,
                           uint64_t count, const uint8_t *payload, size_t payload_len,
-                          int sync, md_buf *scratch, md_error *err)
+                          int whole, md_buf *scratch, md_error *err)
 {
     md_envelope env = {kind, layout->job_id, strlen(layout->job_id), first, count, 0,
                        payload, payload_len};
@@ -837,21 +851,22 @@ static int write_envelope(const job_layout *layout, const char *name, md_kind ki
     if (rc != MD_OK) {
         return rc;
     }
-    if (sync) {
-        return md_store_write_atomic(layout->dir, name, scratch->data, scratch->len, 0600, err);
+    if (whole) {
+        return md_store_replace(layout->dir, name, scratch->data, scratch->len, 0600, 0, err);
     }
     return md_store_create_unsynced(layout->dir, name, scratch->data, scratch->len, 0600, err);
 }
 
-/* Durability of a new job folder.  Each fsync costs 4-5 ms on this class of
- * disk, and a folder used to take 2 per file (19 for a 5-shard job: 80 ms of
- * an 90 ms create_job).  Only what is needed to read results after a host
- * crash is synced: the key and the definition (3 fsyncs in all; the
- * supervisor's first status write syncs the folder again).  Shards and the
- * Pending status are not: a crash of this process loses nothing (the page
- * cache holds them once write(2) returned), and after a host crash a shard
- * that was lost or torn fails its MAC, so the job is reported damaged rather
- * than run with wrong arguments; it has to be submitted again. */
+/* Durability of a new job folder.  Each fsync costs about a millisecond
+ * here (4-5 ms on slower disks), more than a whole job on warm workers, so
+ * none is done on the client's path: the supervisor makes the folder durable
+ * (key, definition, folder, with its results log and status) once a second
+ * while the job runs and right after it ends (docs/architecture.md,
+ * "Durability").  A crash of this process loses nothing: the page cache
+ * holds every file once write(2) returned.  After a host crash a file that
+ * was lost or torn fails its MAC or is missing, so the job is reported
+ * damaged rather than run with wrong arguments; it has to be submitted
+ * again. */
 
 static int write_layout(const job_layout *layout, md_error *err)
 {
@@ -865,9 +880,6 @@ static int write_layout(const job_layout *layout, md_error *err)
     md_buf_init(&scratch);
     rc = md_store_create_unsynced(layout->dir, MD_STORE_KEY, layout->key->bytes, MD_KEY_LEN, 0600,
                                   err);
-    if (rc == MD_OK) {
-        rc = md_store_sync_file(layout->dir, MD_STORE_KEY, err);
-    }
     if (rc != MD_OK) {
         goto cleanup;
     }

@@ -6,7 +6,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,7 +65,101 @@ static void trim_trailing_space(md_buf *text)
     }
 }
 
+/* Reads the pool's answer: 'R' started, 'N' declined, 'E' + message failed.
+ * EOF or a reset first means the pool went away before it took the job. */
+static int read_pool_answer(int fd, md_buf *answer, md_error *err)
+{
+    uint8_t chunk[512];
+    for (;;) {
+        ssize_t got = recv(fd, chunk, sizeof chunk, 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return MD_OK;
+        }
+        if (answer->len < SPAWN_OUTPUT_MAX &&
+            md_buf_append(answer, chunk, (size_t)got) != MD_OK) {
+            return md_fail(err, MD_ENOMEM, "out of memory");
+        }
+        if (answer->len > 0 && answer->data[0] != 'E') {
+            return MD_OK;
+        }
+    }
+}
+
+/* Hands the job to a warm pool of this environment, if one is idle
+ * (csrc/supervisor/pool.c).  Returns 1 when the pool started it, 0 when
+ * there is no pool or it declined (the caller spawns a supervisor), or an
+ * error when the pool took the job and it failed to start. */
+static int pool_request(const char *pool, const char *dir, md_error *err)
+{
+    struct sockaddr_un addr;
+    md_buf request;
+    md_buf answer;
+    int fd = -1;
+    int rc = 0;
+    size_t dir_len = strlen(dir);
+
+    md_buf_init(&request);
+    md_buf_init(&answer);
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    int n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "mapdeploy-pool-%s", pool);
+    if (n < 0 || (size_t)n >= sizeof(addr.sun_path) - 1 || dir[0] != '/' ||
+        dir_len >= MD_PATH_MAX) {
+        goto cleanup;
+    }
+    socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        goto cleanup;  /* no pool then; the spawn reports real trouble */
+    }
+    if (connect(fd, (const struct sockaddr *)&addr, addr_len) != 0) {
+        goto cleanup;
+    }
+    rc = md_pool_request_encode(MD_POOL_RUN, dir, &request, err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    if (send(fd, request.data, request.len, MSG_NOSIGNAL) != (ssize_t)request.len) {
+        goto cleanup;
+    }
+    rc = read_pool_answer(fd, &answer, err);
+    if (rc != MD_OK || answer.len == 0) {
+        goto cleanup;
+    }
+    if (answer.data[0] == 'R') {
+        rc = 1;
+    } else if (answer.data[0] == 'E') {
+        rc = md_fail(err, MD_EIO, "the supervisor could not start the job: %.*s",
+                     (int)(answer.len - 1 > 400 ? 400 : answer.len - 1),
+                     (const char *)answer.data + 1);
+    }
+cleanup:
+    if (fd >= 0) {
+        (void)close(fd);
+    }
+    md_buf_free(&request);
+    md_buf_free(&answer);
+    return rc;
+}
+
+int md_launch_supervisor(const char *supervisor, const char *worker, const char *dir,
+                         const char *pool, const char *pool_dir, double linger,
+                         md_error *err)
+{
+    if (pool != NULL && pool_dir != NULL) {
+        int served = pool_request(pool, dir, err);
+        if (served != 0) {
+            return served > 0 ? MD_OK : served;
+        }
+    }
+    return md_spawn_supervisor(supervisor, worker, dir, pool, pool_dir, linger, err);
+}
+
 int md_spawn_supervisor(const char *supervisor, const char *worker, const char *dir,
+                        const char *pool, const char *pool_dir, double linger,
                         md_error *err)
 {
     int pipe_fds[2] = {-1, -1};
@@ -74,8 +173,21 @@ int md_spawn_supervisor(const char *supervisor, const char *worker, const char *
     sigset_t empty_mask;
     sigset_t default_signals;
     int rc = MD_EIO;
+    char linger_text[32];
     char *argv[] = {"mapdeploy-supervisor", "--job-dir", (char *)dir, "--worker",
-                    (char *)worker, "--daemonize", NULL};
+                    (char *)worker, "--daemonize", NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (pool != NULL && pool_dir != NULL) {
+        int n = snprintf(linger_text, sizeof linger_text, "%.3f", linger);
+        if (n < 0 || (size_t)n >= sizeof linger_text) {
+            return md_fail(err, MD_EARG, "linger of %g seconds is out of range", linger);
+        }
+        argv[6] = "--pool";
+        argv[7] = (char *)pool;
+        argv[8] = "--pool-dir";
+        argv[9] = (char *)pool_dir;
+        argv[10] = "--linger";
+        argv[11] = linger_text;
+    }
 
     md_buf_init(&output);
     if (pipe2(pipe_fds, O_CLOEXEC) != 0) {

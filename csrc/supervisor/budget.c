@@ -141,6 +141,9 @@ int sv_budget_open(sv_ctx *ctx, md_error *err)
     if (mkdir(ctx->slots_dir, 0700) != 0 && errno != EEXIST) {
         return md_fail_errno(err, errno, "cannot create the slots folder %s", ctx->slots_dir);
     }
+    if (ctx->slots_fd >= 0) {
+        close(ctx->slots_fd);  /* an idle pool's (sv_budget_others_running) */
+    }
     ctx->slots_fd = open(ctx->slots_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (ctx->slots_fd < 0) {
         return md_fail_errno(err, errno, "cannot open the slots folder %s", ctx->slots_dir);
@@ -410,4 +413,30 @@ int sv_slot_take(sv_ctx *ctx, sv_worker *w, md_error *err)
     }
     ctx->slots_exhausted = 1;
     return 0;
+}
+
+/* For an idle pool: 1 when another job of the session is running (it may
+ * want the slots our idle workers hold), 0 when none is.  The job must be
+ * unregistered already (sv_budget_close); slots_dir is the last job's. */
+int sv_budget_others_running(sv_ctx *ctx, md_error *err)
+{
+    if (ctx->slots_dir[0] == '\0') {
+        return 0;  /* an older definition without a budget: nothing to share */
+    }
+    if (ctx->slots_fd < 0) {
+        ctx->slots_fd = open(ctx->slots_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (ctx->slots_fd < 0) {
+            return md_fail_errno(err, errno, "cannot open the slots folder %s", ctx->slots_dir);
+        }
+    }
+    reg_entry *jobs = NULL;
+    size_t count = 0;
+    int self_seen = 0;
+    ctx->reg_name[0] = '\0';
+    int rc = list_registrations(ctx, &jobs, &count, &self_seen, err);
+    free(jobs);
+    if (rc != 0) {
+        return rc;
+    }
+    return count > 0 ? 1 : 0;
 }

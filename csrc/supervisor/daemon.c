@@ -63,7 +63,9 @@ static int redirect_fd(int fd, const char *path, int flags, md_error *err)
     return rc;
 }
 
-static int redirect_std_fds(const sv_ctx *ctx, md_error *err)
+/* stdout and stderr go to the job's logs/supervisor.log (again for each job
+ * a pool takes). */
+int sv_redirect_logs(const sv_ctx *ctx, md_error *err)
 {
     char path[MD_PATH_MAX];
     int rc = md_store_mkdir(ctx->job_dir, MD_STORE_LOGS_DIR, 0700, 1, err);
@@ -141,7 +143,7 @@ int sv_daemonize(sv_ctx *ctx, md_error *err)
     if (setsid() < 0) {
         return md_fail_errno(err, errno, "setsid");
     }
-    return redirect_std_fds(ctx, err);
+    return sv_redirect_logs(ctx, err);
 }
 
 void sv_notify_started(sv_ctx *ctx)

@@ -99,14 +99,22 @@ static int ensure_workers(sv_ctx *ctx, md_error *err)
                     (combine_pending(ctx) ? 1u : 0u);
     uint64_t desired = work < ctx->num_workers ? work : ctx->num_workers;
     if (ctx->budget_on) {
-        int rc = sv_budget_update(ctx, desired, err);
+        /* A pool keeps the workers it has even when the work left needs
+         * fewer: they are warm for its next job.  It asks for them, so that
+         * only another job's claim on the slots makes it retire some. */
+        uint64_t demand = desired;
+        if (ctx->pool_name != NULL && ctx->linger > 0) {
+            unsigned active = active_workers(ctx);
+            demand = desired > active ? desired : active;
+        }
+        int rc = sv_budget_update(ctx, demand, err);
         if (rc != 0) {
             return rc;
         }
+        retire_excess(ctx, demand < ctx->share ? demand : ctx->share);
         if (desired > ctx->share) {
             desired = ctx->share;
         }
-        retire_excess(ctx, desired);
     }
     unsigned live = active_workers(ctx);
     while (live < desired) {
@@ -182,8 +190,8 @@ static int cancel_file_present(sv_ctx *ctx)
 }
 
 /* Returns 1 when a terminating signal arrived; SIGCHLD needs no action here
- * because every turn of the loop reaps. */
-static int read_signals(sv_ctx *ctx)
+ * because every turn of the loop (and of an idle pool's) reaps. */
+int sv_read_signals(sv_ctx *ctx)
 {
     int terminate = 0;
     for (;;) {
@@ -216,6 +224,13 @@ static int settle(sv_ctx *ctx, md_error *err)
     if (rc == 0) {
         kill_lingering(ctx);
         rc = sv_log_sync(ctx, 0, err);
+    }
+    if (rc == 0 && !ctx->folder_durable && md_wall_time() - ctx->start_time >= SV_SYNC_SECONDS) {
+        rc = sv_make_durable(ctx, err);
+    }
+    if (rc == 0 && ctx->dirty_count > 0 &&
+        md_monotonic_time() - ctx->dirty_since >= SV_SYNC_SECONDS) {
+        rc = sv_sync_dirty(ctx, err);
     }
     return rc;
 }
@@ -286,7 +301,7 @@ sv_run_outcome sv_run(sv_ctx *ctx, md_error *err)
         if (ready <= 0) {
             continue;
         }
-        if ((pfds[0].revents & POLLIN) && read_signals(ctx)) {
+        if ((pfds[0].revents & POLLIN) && sv_read_signals(ctx)) {
             outcome = SV_RUN_CANCELED;
             goto cleanup;
         }

@@ -1,5 +1,6 @@
 /*
  * mapdeploy-supervisor --job-dir DIR --worker PATH [--daemonize]
+ *                      [--pool NAME --pool-dir DIR --linger SECONDS]
  *
  * Owns one job while it runs: loads it, runs the workers, writes the final
  * status.  The order of the steps is the contract with clients: the lock is
@@ -21,7 +22,8 @@
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: mapdeploy-supervisor --job-dir DIR --worker PATH [--daemonize]\n");
+            "usage: mapdeploy-supervisor --job-dir DIR --worker PATH [--daemonize]\n"
+            "                            [--pool NAME --pool-dir DIR --linger SECONDS]\n");
 }
 
 static int parse_args(sv_ctx *ctx, int argc, char **argv)
@@ -33,12 +35,33 @@ static int parse_args(sv_ctx *ctx, int argc, char **argv)
             ctx->worker_path = argv[++i];
         } else if (strcmp(argv[i], "--daemonize") == 0) {
             ctx->daemonize = 1;
+        } else if (strcmp(argv[i], "--pool") == 0 && i + 1 < argc) {
+            ctx->pool_name = argv[++i];
+        } else if (strcmp(argv[i], "--pool-dir") == 0 && i + 1 < argc) {
+            ctx->pool_dir = argv[++i];
+        } else if (strcmp(argv[i], "--linger") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            const char *text = argv[++i];
+            errno = 0;
+            ctx->linger = strtod(text, &end);
+            if (errno != 0 || end == text || *end != '\0' || !(ctx->linger >= 0) ||
+                ctx->linger > 86400.0) {
+                fprintf(stderr, "mapdeploy-supervisor: --linger takes 0 to 86400 seconds, "
+                                "not '%s'\n", text);
+                return -1;
+            }
         } else {
             fprintf(stderr, "mapdeploy-supervisor: unexpected argument '%s'\n", argv[i]);
             return -1;
         }
     }
     if (ctx->job_dir == NULL || ctx->worker_path == NULL || ctx->job_dir[0] == '\0') {
+        return -1;
+    }
+    if ((ctx->pool_name == NULL) != (ctx->pool_dir == NULL) ||
+        (ctx->pool_name != NULL && !sv_pool_name_ok(ctx->pool_name))) {
+        fprintf(stderr, "mapdeploy-supervisor: --pool takes 1 to %u hex digits and needs "
+                        "--pool-dir\n", SV_POOL_NAME_MAX);
         return -1;
     }
     return 0;
@@ -98,6 +121,9 @@ static void ctx_init(sv_ctx *ctx)
     ctx->log_fd = -1;
     ctx->slots_fd = -1;
     ctx->reg_fd = -1;
+    ctx->listen_fd = -1;
+    ctx->pool_file_fd = -1;
+    ctx->stop_fd = -1;
     md_buf_init(&ctx->job_bytes);
     md_buf_init(&ctx->scratch);
     md_buf_init(&ctx->scratch2);
@@ -105,6 +131,7 @@ static void ctx_init(sv_ctx *ctx)
 
 static void ctx_free(sv_ctx *ctx)
 {
+    sv_pool_close(ctx);
     if (ctx->workers != NULL) {
         for (unsigned i = 0; i < ctx->num_workers; i++) {
             sv_worker_release(&ctx->workers[i]);
@@ -145,10 +172,15 @@ static int fail_job(sv_ctx *ctx, const char *message)
     md_error werr;
     md_error_clear(&werr);
     sv_kill_all_workers(ctx);
-    if (ctx->job_id[0] != '\0' &&
-        sv_write_status(ctx, MD_STATE_FAILED, message, &werr) != 0) {
-        fprintf(stderr, "mapdeploy-supervisor: could not write the Failed status: %s\n",
-                werr.message);
+    if (ctx->job_id[0] != '\0') {
+        if (sv_write_status(ctx, MD_STATE_FAILED, message, &werr) != 0) {
+            fprintf(stderr, "mapdeploy-supervisor: could not write the Failed status: %s\n",
+                    werr.message);
+        } else if (sv_make_durable(ctx, &werr) != 0) {
+            /* best effort: the folder may be what failed */
+            fprintf(stderr, "mapdeploy-supervisor: could not sync the job folder: %s\n",
+                    werr.message);
+        }
     }
     sv_report(ctx, message);
     return SV_EXIT_FAILED;
@@ -173,11 +205,20 @@ static unsigned choose_num_workers(const sv_ctx *ctx)
 
 static int allocate_workers(sv_ctx *ctx, md_error *err)
 {
-    ctx->num_workers = choose_num_workers(ctx);
+    unsigned wanted = choose_num_workers(ctx);
     /* bounds a fork loop when every worker dies at once: each death of a
      * probe fails one task, so tasks + a margin per slot always suffices */
-    uint64_t limit = 4ull * ctx->num_workers + ctx->task_count + 1;
+    uint64_t limit = 4ull * wanted + ctx->task_count + 1;
     ctx->spawn_limit = limit > 1000000u ? 1000000u : (unsigned)limit;
+    if (ctx->workers != NULL) {
+        /* a pool's next job: its warm workers come first */
+        int rc = sv_pool_fit_workers(ctx, wanted, err);
+        if (rc == 0) {
+            rc = sv_pool_switch_workers(ctx, err);
+        }
+        return rc;
+    }
+    ctx->num_workers = wanted;
     if (ctx->num_workers == 0) {
         return 0;
     }
@@ -226,22 +267,27 @@ static int finish(sv_ctx *ctx, sv_run_outcome outcome, md_error *err)
     }
     if (outcome == SV_RUN_CANCELED) {
         sv_kill_all_workers(ctx);
-        (void)sv_log_sync(ctx, 1, &werr);
-        if (sv_write_status(ctx, MD_STATE_CANCELED, NULL, &werr) != 0) {
+        if (sv_write_status(ctx, MD_STATE_CANCELED, NULL, &werr) != 0 ||
+            sv_make_durable(ctx, &werr) != 0) {
             return fail_job(ctx, werr.message);
         }
         return SV_EXIT_OK;
     }
     md_state state = MD_STATE_COMPLETED;
     char error[MD_ERROR_MESSAGE_LEN] = "";
-    sv_shutdown_workers(ctx);
-    if (sv_log_sync(ctx, 1, &werr) != 0) {
-        return fail_job(ctx, werr.message);
+    if (ctx->pool_name != NULL && ctx->linger > 0) {
+        (void)sv_pool_prepare(ctx);
+    } else {
+        sv_shutdown_workers(ctx);
     }
     if (sv_final_outcome(ctx, &state, error, sizeof(error), &werr) != 0) {
         return fail_job(ctx, werr.message);
     }
-    if (sv_write_status(ctx, state, error[0] != '\0' ? error : NULL, &werr) != 0) {
+    /* the client learns the end from the status; the syncs come after it,
+     * in a pool with those of the jobs around it */
+    if (sv_write_status(ctx, state, error[0] != '\0' ? error : NULL, &werr) != 0 ||
+        (sv_pool_live_workers(ctx) > 0 ? sv_sync_later(ctx, &werr)
+                                       : sv_make_durable(ctx, &werr)) != 0) {
         return fail_job(ctx, werr.message);
     }
     return SV_EXIT_OK;
@@ -308,6 +354,18 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     code = run_job(&ctx);
+    while (code == SV_EXIT_OK && ctx.pool_name != NULL && ctx.linger > 0 &&
+           sv_pool_live_workers(&ctx) > 0) {
+        md_error_clear(&err);
+        int taken = sv_pool_wait(&ctx, &err);
+        if (taken < 0) {
+            fprintf(stderr, "mapdeploy-supervisor: the pool stops: %s\n", err.message);
+        }
+        if (taken != 1) {
+            break;
+        }
+        code = run_job(&ctx);
+    }
 
 cleanup:
     ctx_free(&ctx);

@@ -70,6 +70,12 @@ static int apply_result(sv_ctx *ctx, sv_worker *w, const md_task_result *r, md_e
 {
     sv_batch *b = &w->batches[0];
     int rc = 0;
+    if (r->max_rss > 0) {
+        if (w->rss_first == 0) {
+            w->rss_first = r->max_rss;
+        }
+        w->rss_last = r->max_rss;
+    }
     if (b->is_combine) {
         ctx->combine_done = 1;
     } else {
@@ -150,13 +156,14 @@ static int handle_ready(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t 
         return md_fail(err, MD_EFORMAT, "%s", message);
     }
     w->state = SV_WORKER_READY;
+    w->ready_due = 0;
     return 0;
 }
 
 int sv_handle_frame(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t len,
                     md_error *err)
 {
-    if (w->state == SV_WORKER_STARTING) {
+    if (w->state == SV_WORKER_STARTING || w->ready_due) {
         return handle_ready(ctx, w, frame, len, err);
     }
     return handle_results(ctx, w, frame, len, err);

@@ -3,6 +3,7 @@
  * here; end_time is set for every final state so clients can show how long
  * a job ran even when it failed or was canceled.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,5 +20,90 @@ int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *er
     st.error.len = error != NULL ? strlen(error) : 0;
     st.supervisor_pid = (int64_t)getpid();
     st.num_workers = ctx->num_workers;
-    return md_store_write_status(ctx->job_dir, &ctx->key, ctx->job_id, &st, err);
+    /* not synced here: sv_make_durable does it off the path that a waiting
+     * client sees, once a second while the job runs and right after it ends */
+    return md_store_write_status_ex(ctx->job_dir, &ctx->key, ctx->job_id, &st, 0, err);
+}
+
+/* Everything a reader needs after a host crash reaches the disk: the
+ * results log, the key, definition and status, and the names in the
+ * folders.  A host crash before this is done may lose the job's last
+ * moments; the client then finds tasks without results (a Completed job
+ * missing results is reported as lost, for resume()). */
+int sv_sync_job_folder(const char *job_dir, md_error *err)
+{
+    static const char *const files[] = {MD_STORE_RESULTS_LOG, MD_STORE_KEY, MD_STORE_JOB,
+                                        MD_STORE_STATUS};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(files) / sizeof(files[0]); i++) {
+        rc = md_store_sync_file(job_dir, files[i], err);
+        if (rc == MD_ENOENT && i == 0) {
+            rc = 0;  /* no task ran: no log */
+            md_error_clear(err);
+        }
+    }
+    if (rc == 0) {
+        char path[MD_PATH_MAX];
+        rc = md_path_join(path, sizeof(path), job_dir, MD_STORE_RESULTS_DIR, err);
+        if (rc == 0) {
+            rc = md_store_sync_dir(path, err);
+        }
+    }
+    if (rc == 0) {
+        rc = md_store_sync_dir(job_dir, err);
+    }
+    return rc;
+}
+
+int sv_make_durable(sv_ctx *ctx, md_error *err)
+{
+    int rc = sv_log_sync(ctx, 1, err);
+    if (rc == 0) {
+        rc = sv_sync_job_folder(ctx->job_dir, err);
+    }
+    if (rc == 0) {
+        ctx->folder_durable = 1;
+    }
+    return rc;
+}
+
+/* A pool syncs the folders of the jobs it finished as a group, at most
+ * SV_SYNC_SECONDS after the first of them ended (the bound the results log
+ * has anyway), or as soon as it has nothing else to do: a client that
+ * submits its next job at once does not wait for the last one's fsyncs. */
+int sv_sync_later(sv_ctx *ctx, md_error *err)
+{
+    if (ctx->dirty_count == SV_MAX_DIRTY) {
+        int rc = sv_sync_dirty(ctx, err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    char *copy = strdup(ctx->job_dir);
+    if (copy == NULL) {
+        return md_fail(err, MD_ENOMEM, "out of memory");
+    }
+    if (ctx->dirty_count == 0) {
+        ctx->dirty_since = md_monotonic_time();
+    }
+    ctx->dirty[ctx->dirty_count++] = copy;
+    return 0;
+}
+
+int sv_sync_dirty(sv_ctx *ctx, md_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < ctx->dirty_count; i++) {
+        md_error inner;
+        md_error_clear(&inner);
+        /* a folder deleted since (mapdeploy delete) needs nothing */
+        if (rc == 0 && sv_sync_job_folder(ctx->dirty[i], &inner) != 0 &&
+            inner.code != MD_ENOENT) {
+            rc = md_fail(err, inner.code, "%s", inner.message);
+        }
+        free(ctx->dirty[i]);
+        ctx->dirty[i] = NULL;
+    }
+    ctx->dirty_count = 0;
+    return rc;
 }

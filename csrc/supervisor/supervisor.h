@@ -34,6 +34,11 @@
 #define SV_MAX_READ_FRAME ((size_t)1 << 30)
 #define SV_BUDGET_CHECK_SECONDS 0.1 /* how often the fair shares are recomputed */
 #define SV_MAX_BUDGET 4096u        /* slot files tried; far above any core count */
+#define SV_POOL_NAME_MAX 64u       /* hex digits of a pool name */
+#define SV_POOL_STOP 2             /* sv_pool_wait's request: stop */
+#define SV_MAX_DIRTY 64u           /* finished job folders a pool syncs as a group */
+#define SV_RECYCLE_GROWTH ((int64_t)256 << 20)  /* a worker whose peak memory grew by more
+                                                   is not kept warm: a fresh one replaces it */
 
 /* Outcome of the phases run after the job is loaded. */
 typedef enum {
@@ -89,6 +94,11 @@ typedef struct {
     int slot_fd;          /* the budget slot this worker runs on, locked; -1: none */
     int retiring;         /* over the job's share: sent nothing more, its socket is
                              closed once its batches are answered */
+    int ready_due;        /* a warm worker switched to this job: its READY is still to
+                             come, though tasks may already have been sent behind the
+                             switch (the worker reads them after it answers) */
+    int64_t rss_first;    /* peak memory its first result reported, bytes; 0: none yet */
+    int64_t rss_last;     /* and its latest result */
 } sv_worker;
 
 typedef struct {
@@ -101,6 +111,20 @@ typedef struct {
     const char *job_dir;
     const char *worker_path;
     int daemonize;
+    const char *pool_name;  /* --pool: keep warm workers for the next job (pool.c) */
+    const char *pool_dir;   /* --pool-dir: where <name> holds a lingering pool's pid */
+    double linger;          /* --linger: seconds a pool waits for its next job */
+
+    /* the warm pool (pool.c); all unused without --pool */
+    int listen_fd;
+    int pool_file_fd;
+    int stop_fd;            /* a client that asked the pool to stop, answered at exit */
+    char job_dir_buf[MD_PATH_MAX];  /* job_dir of the jobs after the first */
+    md_key warm_key;        /* what the kept workers know: the last job's key */
+    char warm_job_id[MD_JOB_ID_MAX + 1];
+    char *dirty[SV_MAX_DIRTY];  /* finished job folders not synced yet (sv_sync_later) */
+    size_t dirty_count;
+    double dirty_since;     /* monotonic time the oldest of them ended */
 
     int lock_fd;
     int notify_fd;        /* --daemonize pipe to the waiting parent; -1 after */
@@ -162,6 +186,7 @@ typedef struct {
     double start_time;
     double last_sync_mono;
     int unsynced;
+    int folder_durable;   /* sv_make_durable ran for this job */
     double last_cancel_check;
 
     md_buf scratch;       /* payload encoding */
@@ -183,6 +208,7 @@ void sv_report(sv_ctx *ctx, const char *message);
 
 /* daemon.c */
 int sv_lock(sv_ctx *ctx, md_error *err);
+int sv_redirect_logs(const sv_ctx *ctx, md_error *err);
 int sv_daemonize(sv_ctx *ctx, md_error *err);
 void sv_notify_started(sv_ctx *ctx);
 void sv_notify_failed(sv_ctx *ctx, const char *message);
@@ -200,6 +226,10 @@ int sv_log_readback(sv_ctx *ctx, md_buf *bytes, md_task_result *chosen,
 
 /* status.c */
 int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *err);
+int sv_make_durable(sv_ctx *ctx, md_error *err);
+int sv_sync_job_folder(const char *job_dir, md_error *err);
+int sv_sync_later(sv_ctx *ctx, md_error *err);
+int sv_sync_dirty(sv_ctx *ctx, md_error *err);
 
 /* workers.c */
 int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err);
@@ -212,12 +242,24 @@ unsigned sv_live_workers(const sv_ctx *ctx);
 void sv_kill_all_workers(sv_ctx *ctx);
 void sv_shutdown_workers(sv_ctx *ctx);
 void sv_describe_exit(int wstatus, char *out, size_t out_len);
+void sv_record_worker(const sv_ctx *ctx, pid_t pid, unsigned slot);
 
 /* budget.c */
 int sv_budget_open(sv_ctx *ctx, md_error *err);
 void sv_budget_close(sv_ctx *ctx);
 int sv_budget_update(sv_ctx *ctx, uint64_t demand, md_error *err);
 int sv_slot_take(sv_ctx *ctx, sv_worker *w, md_error *err);
+int sv_budget_others_running(sv_ctx *ctx, md_error *err);
+
+/* pool.c */
+int sv_pool_name_ok(const char *name);
+unsigned sv_pool_live_workers(const sv_ctx *ctx);
+unsigned sv_pool_keep_workers(sv_ctx *ctx);
+unsigned sv_pool_prepare(sv_ctx *ctx);
+int sv_pool_wait(sv_ctx *ctx, md_error *err);
+int sv_pool_fit_workers(sv_ctx *ctx, unsigned wanted, md_error *err);
+int sv_pool_switch_workers(sv_ctx *ctx, md_error *err);
+void sv_pool_close(sv_ctx *ctx);
 
 /* ready.c */
 int sv_ready_error(const uint8_t *payload, size_t len, char *error_out,
@@ -251,6 +293,7 @@ int sv_reap_workers(sv_ctx *ctx, md_error *err);
 
 /* loop.c */
 sv_run_outcome sv_run(sv_ctx *ctx, md_error *err);
+int sv_read_signals(sv_ctx *ctx);
 
 /* combine.c */
 int sv_start_combine(sv_ctx *ctx, sv_worker *w, md_error *err);

@@ -91,6 +91,7 @@ static int open_worker_log(const sv_ctx *ctx, unsigned slot, md_error *err)
 static int send_hello(sv_ctx *ctx, sv_worker *w, md_error *err)
 {
     md_hello hello;
+    memset(&hello, 0, sizeof(hello));
     hello.key = ctx->key;
     hello.job_id.ptr = ctx->job_id;
     hello.job_id.len = strlen(ctx->job_id);
@@ -109,7 +110,7 @@ static int send_hello(sv_ctx *ctx, sv_worker *w, md_error *err)
  * result's worker_pid tells which logs/worker-<slot>.log holds what its task
  * printed (get_metrics(detailed=True)).  Best effort: it only helps to find
  * a log, so a failed write is reported and the job goes on. */
-static void record_worker(const sv_ctx *ctx, pid_t pid, unsigned slot)
+void sv_record_worker(const sv_ctx *ctx, pid_t pid, unsigned slot)
 {
     char path[MD_PATH_MAX];
     char line[64];
@@ -159,7 +160,7 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
                     ctx->jobdef->worker_memory_limit);
     }
     ctx->spawned++;
-    record_worker(ctx, pid, w->slot);
+    sv_record_worker(ctx, pid, w->slot);
     w->state = SV_WORKER_STARTING;
     w->pid = pid;
     w->fd = sv[0];
@@ -169,6 +170,9 @@ int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err)
     w->have_ewma = 0;
     w->ewma = 0;
     w->retiring = 0;
+    w->rss_first = 0;
+    w->rss_last = 0;
+    w->ready_due = 0;
     md_buf_clear(&w->in);
     md_buf_clear(&w->out);
     w->out_sent = 0;

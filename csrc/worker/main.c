@@ -177,6 +177,72 @@ static worker_status handshake(worker_ctx *ctx)
     return worker_send_ready(ctx, NULL);
 }
 
+/* The supervisor keeps a warm worker for its next job (docs/protocol.md,
+ * "Warm workers"): the SWITCH payload is that job's hello, authenticated with
+ * the key of the job just served, and the next frame is the new JOB envelope.
+ * The interpreter and its imported modules stay; the previous job's function
+ * and combiner are dropped, so nothing of one job's pickles reaches the next. */
+static worker_status switch_job(worker_ctx *ctx, const md_envelope *env)
+{
+    char log_path[MD_PATH_MAX];
+    md_hello hello;
+    md_error err;
+    worker_status status;
+    int log_fd = -1;
+
+    md_error_clear(&err);
+    if (md_hello_decode(env->payload, env->payload_len, &hello, &err) < 0) {
+        fprintf(stderr, "mapdeploy-worker: bad switch from the supervisor: %s\n", err.message);
+        return WORKER_REJECT;
+    }
+    if (hello.job_id.ptr == NULL || hello.job_id.len == 0 ||
+        hello.job_id.len > MD_JOB_ID_MAX ||
+        memchr(hello.job_id.ptr, '\0', hello.job_id.len) != NULL || hello.log.ptr == NULL) {
+        fprintf(stderr, "mapdeploy-worker: bad job id or log in a switch\n");
+        return WORKER_REJECT;
+    }
+    memcpy(log_path, hello.log.ptr, hello.log.len);
+    log_path[hello.log.len] = '\0';
+    worker_flush_python_stdio();
+    (void)fflush(NULL);
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (log_fd < 0) {
+        fprintf(stderr, "mapdeploy-worker: cannot open the next job's log %s: %s\n", log_path,
+                strerror(errno));
+        return WORKER_FATAL;
+    }
+    if (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0) {
+        fprintf(stderr, "mapdeploy-worker: cannot write to %s: %s\n", log_path,
+                strerror(errno));
+        close(log_fd);
+        return WORKER_FATAL;
+    }
+    close(log_fd);
+
+    ctx->key = hello.key;
+    memcpy(ctx->job_id, hello.job_id.ptr, hello.job_id.len);
+    ctx->job_id[hello.job_id.len] = '\0';
+    ctx->job_id_len = hello.job_id.len;
+    worker_pending_free(ctx);
+    worker_failure_clear(&ctx->fn_error);
+    worker_failure_clear(&ctx->combiner_error);
+    Py_CLEAR(ctx->fn);
+    Py_CLEAR(ctx->combiner);
+    ctx->combiner_tried = 0;
+    md_jobdef_free(ctx->jobdef_view);
+    ctx->jobdef_view = NULL;
+    ctx->jobdef = NULL;
+
+    status = read_job(ctx);
+    if (status == WORKER_OK)
+        status = check_version(ctx);
+    if (status != WORKER_OK)
+        return status;
+    enter_cwd(ctx->jobdef);
+    worker_load_function(ctx);
+    return worker_send_ready(ctx, NULL);
+}
+
 static worker_status serve(worker_ctx *ctx)
 {
     md_envelope env;
@@ -202,7 +268,8 @@ static worker_status serve(worker_ctx *ctx)
                     err.message);
             return WORKER_REJECT;
         }
-        if (env.kind != MD_KIND_TASKS && env.kind != MD_KIND_COMBINE) {
+        if (env.kind != MD_KIND_TASKS && env.kind != MD_KIND_COMBINE &&
+            env.kind != MD_KIND_SWITCH) {
             fprintf(stderr, "mapdeploy-worker: unexpected %s envelope from the supervisor\n",
                     md_kind_name(env.kind) ? md_kind_name(env.kind) : "unknown");
             return WORKER_REJECT;
@@ -213,8 +280,10 @@ static worker_status serve(worker_ctx *ctx)
         }
         if (env.kind == MD_KIND_TASKS)
             status = worker_run_tasks(ctx, &env);
-        else
+        else if (env.kind == MD_KIND_COMBINE)
             status = worker_run_combine(ctx, &env);
+        else
+            status = switch_job(ctx, &env);
         if (status != WORKER_OK)
             return status;
     }

@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from ._errors import MapDeployError, StorageError
 
 SUPERVISOR = "mapdeploy-supervisor"
 WORKER = "mapdeploy-worker"
 MAX_WORKER_BUDGET = 4096  # SV_MAX_BUDGET in csrc/supervisor/supervisor.h
+_SUBFOLDERS = ("jobs", "environments", "slots", "pools")
 
 
 def executable(name: str) -> str:
@@ -23,12 +25,25 @@ def executable(name: str) -> str:
     return path
 
 
+def home_path() -> Path:
+    """Where the session folder is (MAPDEPLOY_HOME, else ~/.mapdeploy), absolute; not created."""
+    # absolute: job folders are handed to a warm pool running in another directory
+    return Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser().absolute()
+
+
 def home() -> Path:
     """The per-user session folder (MAPDEPLOY_HOME, else ~/.mapdeploy), created 0700 on first use."""
-    root = Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser()
+    root = home_path()
+    try:
+        # the common case, on every job: everything is there already
+        if stat.S_IMODE(os.stat(root).st_mode) == 0o700 and all(
+                os.path.isdir(os.path.join(root, sub)) for sub in _SUBFOLDERS):
+            return root
+    except OSError:
+        pass
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("jobs", "environments", "slots"):
+        for sub in _SUBFOLDERS:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
     except OSError as error:
         raise StorageError(
@@ -56,17 +71,22 @@ def slots_dir() -> Path:
     return home() / "slots"
 
 
+def setting(name: str, kind: type, low: float, high: float, default: Any, meaning: str) -> Any:
+    """The number in environment variable name (default when unset), checked to be in [low, high]."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{name} must be {meaning}, not {raw!r}")
+    return value
+
+
 def worker_budget() -> int:
     """Worker processes all running jobs of the session may have at once: MAPDEPLOY_WORKER_BUDGET, else 0 (one per core)."""
-    raw = os.environ.get("MAPDEPLOY_WORKER_BUDGET", "").strip()
-    if not raw:
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= MAX_WORKER_BUDGET:
-        raise ValueError(f"MAPDEPLOY_WORKER_BUDGET must be a whole number from 1 to "
-                         f"{MAX_WORKER_BUDGET} (worker processes for all running jobs), not {raw!r}; "
-                         "unset it for one per core")
-    return value
+    return int(setting("MAPDEPLOY_WORKER_BUDGET", int, 1, MAX_WORKER_BUDGET, 0,
+                       f"a whole number from 1 to {MAX_WORKER_BUDGET} (worker processes for all "
+                       "running jobs); unset it for one per core"))

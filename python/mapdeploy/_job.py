@@ -97,6 +97,8 @@ class Job:
         """(state, error, raw status), with a dead supervisor reported as Failed."""
         status = self._store.status()
         state = status["state"]
+        if state == COMPLETED:
+            return self._completed_record(status)
         if state in FINAL_STATES or self._store.supervisor_alive():
             return state, status["error"], status
         status = self._store.status()  # it may have ended between the two reads
@@ -110,6 +112,25 @@ class Job:
                  f"which are kept. Run the other {self._task_count - done} with job.resume() "
                  f"(or mapdeploy.deploy.jobs[{self.name!r}].resume()). "
                  f"Its log is {self.get_log_file_path()}/supervisor.log")
+        return FAILED, error, status
+
+    def _completed_record(self, status: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+        """A Completed status, unless results it vouches for are missing.
+
+        The supervisor syncs a job's files to disk shortly after it writes the final status
+        (docs/architecture.md, "Durability"); a machine that lost power in between can leave
+        a Completed status with the last results gone. That job is reported Failed, and
+        resume() runs the tasks again.
+        """
+        if self._ended_count() < self._task_count:
+            self._refresh()
+        done = self._ended_count()
+        if done >= self._task_count:
+            return COMPLETED, status["error"], status
+        error = (f"job {self.name} was recorded as Completed, but only {done} of "
+                 f"{self._task_count} tasks have results: the machine stopped before the last "
+                 f"results reached the disk. Run the other {self._task_count - done} with "
+                 f"job.resume() (or mapdeploy.deploy.jobs[{self.name!r}].resume())")
         return FAILED, error, status
 
     def _being_started(self) -> bool:

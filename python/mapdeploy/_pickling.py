@@ -169,12 +169,42 @@ class _WithCodeFilename:
         return (_code_filename.with_code_filename, (self.func, self.filename))
 
 
+def _by_reference(func: Any) -> bool:
+    """True when cloudpickle would write func as a reference for workers to import.
+
+    That is a function found under its own name in an importable module that was
+    not registered to be pickled by value; the standard pickler writes the same
+    reference in microseconds, where cloudpickle with our wrappers takes ~0.2 ms.
+    """
+    name = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if (not isinstance(name, str) or not isinstance(qualname, str) or name == "__main__"
+            or "<" in qualname):
+        return False
+    module = sys.modules.get(name)
+    if module is None or getattr(module, "__spec__", None) is None:
+        return False
+    registered = cloudpickle.list_registry_pickle_by_value()
+    parts = name.split(".")
+    if any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1)):
+        return False
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is func
+
+
 def dumps_function(func: Callable[..., Any], what: str) -> bytes:
     """cloudpickle of a function; SerializationError naming the part that fails.
 
     The source lines of notebook cells go with it, so tracebacks of failed
     tasks show the user's own lines.
     """
+    if _by_reference(func):
+        try:
+            return pickle.dumps(func, protocol=PROTOCOL)
+        except Exception:  # noqa: BLE001 - cloudpickle below says what is wrong
+            pass
     by_value = _unimportable_module(func)
     if by_value is not None:
         cloudpickle.register_pickle_by_value(by_value)

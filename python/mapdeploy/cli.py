@@ -1,5 +1,7 @@
 """The ``mapdeploy`` command: look at, cancel, resume and delete the jobs of the session from a shell.
 
+``mapdeploy pools [--stop]`` lists (or stops) the warm workers kept for the next job.
+
 Every command reads the same session folder as the Python API (``~/.mapdeploy``,
 or ``$MAPDEPLOY_HOME``), so jobs started by any script or notebook are there.
 
@@ -279,6 +281,29 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_pools(args: argparse.Namespace) -> int:
+    from mapdeploy import _pool
+
+    listed = _pool.list_pools()
+    stopped = _pool.stop_idle_workers() if args.stop else None
+    if args.json:
+        data: dict[str, Any] = {"pools": listed}
+        if stopped is not None:
+            data["stopped"] = stopped
+        _print_json(data)
+        return EXIT_OK
+    if args.stop:
+        print(f"stopped {stopped} idle pool(s) of warm workers"
+              + (f"; {len(listed) - stopped} running a job left alone"
+                 if len(listed) > stopped else ""))
+    elif not listed:
+        print("no warm workers: the next job starts its own")
+    else:
+        for pool in listed:
+            print(f"pool {pool['name']}  supervisor pid {pool['pid']}")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -352,6 +377,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("pattern", metavar="PATTERN", help="a job name or a pattern such as 'add-*'")
     sub.add_argument("--cancel", action="store_true", help="cancel running jobs, then delete them")
     sub.set_defaults(run=_cmd_delete)
+
+    sub = command("pools", "list (or stop) the warm workers kept for the next job",
+                  "After a job, its supervisor and workers wait MAPDEPLOY_POOL_LINGER seconds "
+                  "(default 60) for the next job from the same Python environment. List those "
+                  "pools, or stop the idle ones with --stop (returns once their processes exited).")
+    sub.add_argument("--stop", action="store_true", help="stop every idle pool now")
+    sub.set_defaults(run=_cmd_pools)
     return parser
 
 

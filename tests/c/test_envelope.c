@@ -56,7 +56,8 @@ int main(void)
     CHECK(&c, strcmp(md_kind_name(MD_KIND_JOB), "job") == 0);
     CHECK(&c, strcmp(md_kind_name(MD_KIND_READY), "ready") == 0);
     CHECK(&c, md_kind_name((md_kind)0) == NULL);
-    CHECK(&c, md_kind_name((md_kind)7) == NULL);
+    CHECK(&c, strcmp(md_kind_name(MD_KIND_SWITCH), "switch") == 0);
+    CHECK(&c, md_kind_name((md_kind)8) == NULL);
 
     /* generated keys differ */
     md_key k1, k2;

@@ -139,6 +139,35 @@ int main(void)
                              &err) == MD_ETOOBIG);
     CHECK(&c, md_frame_parse(NULL, 0, 1024, &frame, &frame_len, &consumed, &err) == 0);
 
+    /* ---- requests on a warm pool's socket */
+    md_buf request;
+    md_buf_init(&request);
+    md_pool_request parsed;
+    CHECK(&c, md_pool_request_encode(MD_POOL_RUN, "/jobs/add-1", &request, &err) == MD_OK);
+    CHECK(&c, request.len == 5 + 11 && request.data[0] == 'J');
+    for (size_t len = 0; len < request.len; len++) {
+        CHECK(&c, md_pool_request_parse(request.data, len, &parsed, &err) == 0);
+    }
+    CHECK(&c, md_pool_request_parse(request.data, request.len, &parsed, &err) == 1);
+    CHECK(&c, parsed.op == MD_POOL_RUN && parsed.path.len == 11 &&
+              memcmp(parsed.path.ptr, "/jobs/add-1", 11) == 0);
+    md_buf_clear(&request);
+    CHECK(&c, md_pool_request_encode(MD_POOL_STOP, NULL, &request, &err) == MD_OK);
+    CHECK(&c, md_pool_request_parse(request.data, request.len, &parsed, &err) == 1 &&
+              parsed.op == MD_POOL_STOP);
+    CHECK(&c, md_pool_request_encode(MD_POOL_RUN, "relative/job", &request, &err) == MD_EARG);
+    const uint8_t unknown[] = {'X'};
+    CHECK(&c, md_pool_request_parse(unknown, sizeof unknown, &parsed, &err) == MD_EFORMAT);
+    const uint8_t relative[] = {'J', 0, 0, 0, 3, 'a', '/', 'b'};
+    CHECK(&c, md_pool_request_parse(relative, sizeof relative, &parsed, &err) == MD_EFORMAT);
+    const uint8_t with_nul[] = {'J', 0, 0, 0, 3, '/', 0, 'b'};
+    CHECK(&c, md_pool_request_parse(with_nul, sizeof with_nul, &parsed, &err) == MD_EFORMAT);
+    const uint8_t empty[] = {'J', 0, 0, 0, 0};
+    CHECK(&c, md_pool_request_parse(empty, sizeof empty, &parsed, &err) == MD_EFORMAT);
+    const uint8_t huge[] = {'J', 0xff, 0xff, 0xff, 0xff};
+    CHECK(&c, md_pool_request_parse(huge, sizeof huge, &parsed, &err) == MD_EFORMAT);
+    md_buf_free(&request);
+
     free(big);
     md_buf_free(&stream);
     md_buf_free(&in);

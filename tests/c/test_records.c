@@ -460,7 +460,22 @@ int main(void)
     CHECK(&c, md_hello_decode(buf.data, buf.len, &hello2, &err) == MD_OK);
     CHECK(&c, memcmp(hello2.key.bytes, hello.key.bytes, MD_KEY_LEN) == 0);
     CHECK(&c, str_is(hello2.job_id, "job-9"));
+    CHECK(&c, hello2.log.ptr == NULL);
     CHECK(&c, prefixes_rejected(&buf, 2));
+    md_buf_clear(&buf);
+
+    /* a warm worker's switch to the next job names the log it writes to */
+    hello.log = lit("/home/u/.mapdeploy/jobs/j/logs/worker-0.log");
+    CHECK(&c, md_hello_encode(&hello, &buf, &err) == MD_OK);
+    CHECK(&c, md_hello_decode(buf.data, buf.len, &hello2, &err) == MD_OK);
+    CHECK(&c, str_is(hello2.job_id, "job-9"));
+    CHECK(&c, str_is(hello2.log, "/home/u/.mapdeploy/jobs/j/logs/worker-0.log"));
+    CHECK(&c, prefixes_rejected(&buf, 2));
+    md_buf_clear(&buf);
+    hello.log = lit("");
+    CHECK(&c, md_hello_encode(&hello, &buf, &err) == MD_EARG);
+    hello.log.ptr = NULL;
+    hello.log.len = 0;
     md_buf_clear(&buf);
 
     /* ---- jobdef */

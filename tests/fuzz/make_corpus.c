@@ -165,6 +165,7 @@ int main(int argc, char **argv)
     st.num_workers = 2;
     md_combine_entry entries[2] = {{lit("a"), (const uint8_t *)"x", 1}, {lit("b"), NULL, 0}};
     md_hello h;
+    memset(&h, 0, sizeof h);
     h.key = corpus_key;
     h.job_id = lit("job-1");
 
@@ -185,6 +186,35 @@ int main(int argc, char **argv)
     rc |= write_seed(root, "records", "status", 3, status.data, status.len);
     rc |= write_seed(root, "records", "combine", 4, combine.data, combine.len);
     rc |= write_seed(root, "records", "hello", 5, hello.data, hello.len);
+    {
+        md_buf switch_hello;
+        md_buf_init(&switch_hello);
+        h.log = lit("/home/u/.mapdeploy/jobs/j/logs/worker-0.log");
+        if (md_hello_encode(&h, &switch_hello, &err) != MD_OK) {
+            rc = 1;
+        } else {
+            rc |= write_seed(root, "records", "hello-switch", 5, switch_hello.data,
+                             switch_hello.len);
+        }
+        md_buf_free(&switch_hello);
+    }
+    {
+        md_buf request;
+        md_buf_init(&request);
+        if (md_pool_request_encode(MD_POOL_RUN, "/home/u/.mapdeploy/jobs/add-1", &request,
+                                   &err) != MD_OK) {
+            rc = 1;
+        } else {
+            rc |= write_seed(root, "pool", "run", -1, request.data, request.len);
+        }
+        md_buf_clear(&request);
+        if (md_pool_request_encode(MD_POOL_STOP, NULL, &request, &err) != MD_OK) {
+            rc = 1;
+        } else {
+            rc |= write_seed(root, "pool", "stop", -1, request.data, request.len);
+        }
+        md_buf_free(&request);
+    }
 
     /* envelopes: selector 0 = raw envelope, 1 = body wrapped with a valid MAC */
     const md_buf *payloads[6] = {&job, &bins, &results, &status, &combine, &hello};
