@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "mdcore.h"
@@ -18,38 +19,43 @@ int md_log_append(int fd, const uint8_t *record, size_t len, md_error *err)
         return md_fail(err, MD_ETOOBIG, "results log: a %zu-byte record is over the limit of %zu",
                        len, MD_LOG_RECORD_MAX);
     }
-    int rc = MD_OK;
-    uint8_t *whole = NULL;
+    uint8_t header[LOG_HEADER_LEN];
+    md_put_be32(header, (uint32_t)len);
+    md_put_be32(header + 4, md_crc32c(0, record, len));
+
+    /* One writev(2) of header and record, no copy into a joined buffer (a
+     * RESULTS envelope of a large batch is hundreds of KiB): with O_APPEND a
+     * reader then sees either nothing of the record or all of it in the
+     * common case. */
     size_t total = LOG_HEADER_LEN + len;
-
-    /* One buffer, one write(2): with O_APPEND a reader then sees either
-     * nothing of the record or all of it in the common case. */
-    whole = malloc(total);
-    if (whole == NULL) {
-        rc = md_fail(err, MD_ENOMEM, "results log: out of memory for a %zu-byte record", len);
-        goto cleanup;
-    }
-    md_put_be32(whole, (uint32_t)len);
-    md_put_be32(whole + 4, md_crc32c(0, record, len));
-    memcpy(whole + LOG_HEADER_LEN, record, len);
-
     size_t written = 0;
     while (written < total) {
-        ssize_t n = write(fd, whole + written, total - written);
+        struct iovec rest[2];
+        int count = 0;
+        if (written < LOG_HEADER_LEN) {
+            rest[count].iov_base = header + written;
+            rest[count].iov_len = LOG_HEADER_LEN - written;
+            count++;
+            rest[count].iov_base = (void *)(uintptr_t)record;
+            rest[count].iov_len = len;
+            count++;
+        } else {
+            size_t done = written - LOG_HEADER_LEN;
+            rest[count].iov_base = (void *)(uintptr_t)(record + done);
+            rest[count].iov_len = len - done;
+            count++;
+        }
+        ssize_t n = writev(fd, rest, count);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            rc = md_fail_errno(err, errno, "results log: write failed after %zu of %zu bytes",
-                               written, total);
-            goto cleanup;
+            return md_fail_errno(err, errno, "results log: write failed after %zu of %zu bytes",
+                                 written, total);
         }
         written += (size_t)n;
     }
-
-cleanup:
-    free(whole);
-    return rc;
+    return MD_OK;
 }
 
 int md_log_parse(const uint8_t *data, size_t len, const uint8_t **record,

@@ -328,3 +328,57 @@ int md_mp_get_bin_or_nil(const msgpack_object *o, const uint8_t **ptr, size_t *l
     }
     return md_mp_get_bin(o, ptr, len);
 }
+
+/* ------------------------------------------------------------ cursor skip */
+
+int md_mp_skip(md_mp_cursor *c)
+{
+    uint64_t remaining[MAX_DEPTH + 1];   /* elements still owed per open container */
+    size_t depth = 0;
+    const uint8_t *pos = c->pos;
+    remaining[0] = 1;
+    for (;;) {
+        while (depth > 0 && remaining[depth] == 0) {
+            depth--;
+        }
+        if (remaining[depth] == 0) {
+            break;
+        }
+        if (pos >= c->end) {
+            return 0;
+        }
+        header_info h = classify(*pos);
+        pos++;
+        remaining[depth]--;
+        size_t left = (size_t)(c->end - pos);
+        if (h.kind < 0 || h.length_bytes > left) {
+            return 0;
+        }
+        uint64_t length = read_be(pos, h.length_bytes);
+        pos += h.length_bytes;
+        left -= h.length_bytes;
+        if (h.kind == 0) {
+            uint64_t skip = h.fixed_payload + (h.raw ? length : 0);
+            if (skip > left) {
+                return 0;
+            }
+            pos += (size_t)skip;
+            continue;
+        }
+        uint64_t elements = h.length_bytes > 0 ? length : h.count;
+        if (h.kind == 2) {
+            elements *= 2;
+        }
+        if (elements == 0) {
+            continue;
+        }
+        /* each element owed needs at least one byte */
+        if (elements > left || depth + 1 > MAX_DEPTH) {
+            return 0;
+        }
+        depth++;
+        remaining[depth] = elements;
+    }
+    c->pos = pos;
+    return 1;
+}

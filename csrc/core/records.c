@@ -44,47 +44,175 @@ int md_bins_encode(const uint8_t *const *items, const size_t *lens, size_t count
     return MD_OK;
 }
 
+/* Reads the array header of a payload of `count` elements, refusing a count
+ * that cannot fit in the bytes left (each element takes at least one byte). */
+static int read_payload_array(md_mp_cursor *c, uint32_t *count, const char *what,
+                              md_error *err)
+{
+    if (!md_mp_read_array(c, count)) {
+        return md_fail(err, MD_EFORMAT, "%s: payload is not an array", what);
+    }
+    if (*count > md_mp_cursor_left(c)) {
+        return md_fail(err, MD_EFORMAT,
+                       "%s: msgpack container announces more elements than there are bytes",
+                       what);
+    }
+    return MD_OK;
+}
+
+/* Decoded with a cursor, not msgpack-c: a batch holds thousands of items, and
+ * building an object per item cost more than running a no-op task. */
 int md_bins_decode(const uint8_t *payload, size_t len, md_bin_visitor visit,
                    void *ctx, size_t *count_out, md_error *err)
 {
-    int rc = MD_OK;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-
-    rc = md_mp_unpack(payload, len, &unpacked, "tasks", err);
-    if (rc != MD_OK) {
-        goto cleanup;
+    if (payload == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "tasks: NULL data");
     }
-    const msgpack_object *root = &unpacked.data;
-    if (root->type != MSGPACK_OBJECT_ARRAY) {
-        rc = md_fail(err, MD_EFORMAT, "tasks: payload is not an array");
-        goto cleanup;
-    }
+    md_mp_cursor c;
+    uint32_t count = 0;
     const uint8_t *item = NULL;
     size_t item_len = 0;
-    for (uint32_t i = 0; i < root->via.array.size; i++) {
-        if (!md_mp_get_bin(&root->via.array.ptr[i], &item, &item_len)) {
-            rc = md_fail(err, MD_EFORMAT, "tasks: item %u is not bin", (unsigned)i);
-            goto cleanup;
+    md_mp_cursor_init(&c, payload, len);
+    int rc = read_payload_array(&c, &count, "tasks", err);
+    if (rc != MD_OK) {
+        return rc;
+    }
+    const uint8_t *items_start = c.pos;
+    for (uint32_t i = 0; i < count; i++) {
+        if (!md_mp_read_bin(&c, &item, &item_len)) {
+            return md_fail(err, MD_EFORMAT, "tasks: item %u is not bin", (unsigned)i);
         }
+    }
+    if (c.pos != c.end) {
+        return md_fail(err, MD_EFORMAT, "tasks: %zu unexpected bytes after the msgpack value",
+                       md_mp_cursor_left(&c));
     }
     if (count_out != NULL) {
-        *count_out = root->via.array.size;
+        *count_out = count;
     }
-    for (uint32_t i = 0; visit != NULL && i < root->via.array.size; i++) {
-        (void)md_mp_get_bin(&root->via.array.ptr[i], &item, &item_len);
+    c.pos = items_start;
+    for (uint32_t i = 0; visit != NULL && i < count; i++) {
+        (void)md_mp_read_bin(&c, &item, &item_len);
         rc = visit(ctx, i, item, item_len);
         if (rc != 0) {
-            goto cleanup;
+            return rc;
         }
     }
-
-cleanup:
-    msgpack_unpacked_destroy(&unpacked);
-    return rc;
+    return MD_OK;
 }
 
 /* --------------------------------------------------------------- results */
+
+/* A direct msgpack writer for results: every result of a batch goes through
+ * here (worker) and the msgpack-c packer's callback per field was a tenth of
+ * a no-op task's instructions.  The encodings are the ones msgpack-c picks
+ * (smallest integer form, float64 for doubles), so the bytes are the same. */
+typedef struct {
+    uint8_t *p;
+} mp_writer;
+
+static void w_byte(mp_writer *w, uint8_t b)
+{
+    *w->p++ = b;
+}
+
+static void w_be(mp_writer *w, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        w->p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    }
+    w->p += n;
+}
+
+static void w_uint(mp_writer *w, uint64_t v)
+{
+    if (v < 128) {
+        w_byte(w, (uint8_t)v);
+    } else if (v < 256) {
+        w_byte(w, 0xcc);
+        w_be(w, v, 1);
+    } else if (v < 65536) {
+        w_byte(w, 0xcd);
+        w_be(w, v, 2);
+    } else if (v <= UINT32_MAX) {
+        w_byte(w, 0xce);
+        w_be(w, v, 4);
+    } else {
+        w_byte(w, 0xcf);
+        w_be(w, v, 8);
+    }
+}
+
+static void w_int(mp_writer *w, int64_t v)
+{
+    if (v >= 0) {
+        w_uint(w, (uint64_t)v);
+    } else if (v >= -32) {
+        w_byte(w, (uint8_t)(int8_t)v);
+    } else if (v >= INT8_MIN) {
+        w_byte(w, 0xd0);
+        w_be(w, (uint64_t)v, 1);
+    } else if (v >= INT16_MIN) {
+        w_byte(w, 0xd1);
+        w_be(w, (uint64_t)v, 2);
+    } else if (v >= INT32_MIN) {
+        w_byte(w, 0xd2);
+        w_be(w, (uint64_t)v, 4);
+    } else {
+        w_byte(w, 0xd3);
+        w_be(w, (uint64_t)v, 8);
+    }
+}
+
+static void w_double(mp_writer *w, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    w_byte(w, 0xcb);
+    w_be(w, bits, 8);
+}
+
+/* str (is_str) or bin of len bytes; nil when ptr is NULL. */
+static void w_raw(mp_writer *w, int is_str, const void *ptr, size_t len)
+{
+    if (ptr == NULL) {
+        w_byte(w, 0xc0);
+        return;
+    }
+    if (is_str && len < 32) {
+        w_byte(w, (uint8_t)(0xa0u | len));
+    } else if (len < 256) {
+        w_byte(w, is_str ? 0xd9 : 0xc4);
+        w_be(w, len, 1);
+    } else if (len < 65536) {
+        w_byte(w, is_str ? 0xda : 0xc5);
+        w_be(w, len, 2);
+    } else {
+        w_byte(w, is_str ? 0xdb : 0xc6);
+        w_be(w, len, 4);
+    }
+    if (len > 0) {
+        memcpy(w->p, ptr, len);
+        w->p += len;
+    }
+}
+
+static void w_array(mp_writer *w, size_t count)
+{
+    if (count < 16) {
+        w_byte(w, (uint8_t)(0x90u | count));
+    } else if (count < 65536) {
+        w_byte(w, 0xdc);
+        w_be(w, count, 2);
+    } else {
+        w_byte(w, 0xdd);
+        w_be(w, count, 4);
+    }
+}
+
+/* Header bytes of a result besides its strings and value: the array header,
+ * three uints, two doubles, two int64s and five raw headers, at most. */
+#define RESULT_FIXED_MAX (1u + 3u * 9u + 2u * 9u + 2u * 9u + 5u * 5u)
 
 int md_results_encode(const md_task_result *results, size_t count, md_buf *out,
                       md_error *err)
@@ -92,126 +220,157 @@ int md_results_encode(const md_task_result *results, size_t count, md_buf *out,
     if (out == NULL || (count > 0 && results == NULL)) {
         return md_fail(err, MD_EARG, "results: NULL argument");
     }
-    size_t original_len = out->len;
-    msgpack_packer pk;
-    md_mp_packer_init(&pk, out);
-    if (md_mp_pack_array(&pk, count) != 0) {
-        return encode_failed(out, original_len, err, "results");
+    if (count > UINT32_MAX) {
+        return md_fail(err, MD_ENOMEM, "results: out of memory, or a field over 4 GiB");
     }
+    size_t need = 5;
     for (size_t i = 0; i < count; i++) {
         const md_task_result *r = &results[i];
         if (r->status != MD_TASK_COMPLETED && r->status != MD_TASK_FAILED) {
-            out->len = original_len;
             return md_fail(err, MD_EARG, "results: result %zu has invalid status %d", i,
                            (int)r->status);
         }
-        if (md_mp_pack_array(&pk, RESULT_FIELDS) != 0 ||
-            msgpack_pack_uint64(&pk, r->task_index) != 0 ||
-            msgpack_pack_uint32(&pk, (uint32_t)r->status) != 0 ||
-            msgpack_pack_uint32(&pk, r->attempt) != 0 ||
-            msgpack_pack_double(&pk, r->start_time) != 0 ||
-            msgpack_pack_double(&pk, r->run_time) != 0 ||
-            msgpack_pack_int64(&pk, r->worker_pid) != 0 ||
-            md_mp_pack_str_or_nil(&pk, r->exc_type) != 0 ||
-            md_mp_pack_str_or_nil(&pk, r->exc_message) != 0 ||
-            md_mp_pack_str_or_nil(&pk, r->exc_traceback) != 0 ||
-            md_mp_pack_bin_or_nil(&pk, r->value, r->value_len) != 0 ||
-            msgpack_pack_int64(&pk, r->max_rss) != 0 ||
-            md_mp_pack_str_or_nil(&pk, r->output) != 0) {
-            return encode_failed(out, original_len, err, "results");
+        size_t lens[5] = {r->exc_type.len, r->exc_message.len, r->exc_traceback.len,
+                          r->value_len, r->output.len};
+        const void *ptrs[5] = {r->exc_type.ptr, r->exc_message.ptr, r->exc_traceback.ptr,
+                               r->value, r->output.ptr};
+        size_t item = RESULT_FIXED_MAX;
+        for (size_t f = 0; f < 5; f++) {
+            if (ptrs[f] == NULL && lens[f] != 0) {
+                return md_fail(err, MD_EARG, "results: result %zu has a NULL field of %zu bytes",
+                               i, lens[f]);
+            }
+            if (ptrs[f] != NULL && lens[f] > UINT32_MAX) {
+                return md_fail(err, MD_ENOMEM, "results: out of memory, or a field over 4 GiB");
+            }
+            item += ptrs[f] != NULL ? lens[f] : 0;
         }
+        if (item > SIZE_MAX - need) {
+            return md_fail(err, MD_ENOMEM, "results: out of memory, or a field over 4 GiB");
+        }
+        need += item;
     }
+    if (md_buf_reserve(out, need) != MD_OK) {
+        return md_fail(err, MD_ENOMEM, "results: out of memory, or a field over 4 GiB");
+    }
+    mp_writer w = {out->data + out->len};
+    w_array(&w, count);
+    for (size_t i = 0; i < count; i++) {
+        const md_task_result *r = &results[i];
+        w_array(&w, RESULT_FIELDS);
+        w_uint(&w, r->task_index);
+        w_uint(&w, (uint64_t)r->status);
+        w_uint(&w, r->attempt);
+        w_double(&w, r->start_time);
+        w_double(&w, r->run_time);
+        w_int(&w, r->worker_pid);
+        w_raw(&w, 1, r->exc_type.ptr, r->exc_type.len);
+        w_raw(&w, 1, r->exc_message.ptr, r->exc_message.len);
+        w_raw(&w, 1, r->exc_traceback.ptr, r->exc_traceback.len);
+        w_raw(&w, 0, r->value, r->value_len);
+        w_int(&w, r->max_rss);
+        w_raw(&w, 1, r->output.ptr, r->output.len);
+    }
+    out->len = (size_t)(w.p - out->data);
     return MD_OK;
 }
 
 /* Returns NULL when ok, else the name of the first bad field. */
-static const char *read_result(const msgpack_object *o, md_task_result *r)
+static const char *read_result(md_mp_cursor *c, md_task_result *r)
 {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < RESULT_FIELDS_MIN) {
+    uint32_t fields = 0;
+    uint64_t u = 0;
+    if (!md_mp_read_array(c, &fields) || fields < RESULT_FIELDS_MIN) {
         return "the result (not an array of at least 10 elements)";
     }
-    const msgpack_object *f = o->via.array.ptr;
-    uint64_t u = 0;
     memset(r, 0, sizeof *r);
-    if (!md_mp_get_uint(&f[0], UINT64_MAX, &r->task_index)) {
+    if (!md_mp_read_uint(c, UINT64_MAX, &r->task_index)) {
         return "task_index";
     }
-    if (!md_mp_get_uint(&f[1], MD_TASK_FAILED, &u) || u < MD_TASK_COMPLETED) {
+    if (!md_mp_read_uint(c, MD_TASK_FAILED, &u) || u < MD_TASK_COMPLETED) {
         return "status";
     }
     r->status = (md_task_status)u;
-    if (!md_mp_get_uint(&f[2], UINT32_MAX, &u)) {
+    if (!md_mp_read_uint(c, UINT32_MAX, &u)) {
         return "attempt";
     }
     r->attempt = (uint32_t)u;
-    if (!md_mp_get_double(&f[3], &r->start_time)) {
+    if (!md_mp_read_double(c, &r->start_time)) {
         return "start_time";
     }
-    if (!md_mp_get_double(&f[4], &r->run_time)) {
+    if (!md_mp_read_double(c, &r->run_time)) {
         return "run_time";
     }
-    if (!md_mp_get_int64(&f[5], &r->worker_pid)) {
+    if (!md_mp_read_int64(c, &r->worker_pid)) {
         return "worker_pid";
     }
-    if (!md_mp_get_str_or_nil(&f[6], &r->exc_type)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_type)) {
         return "exc_type";
     }
-    if (!md_mp_get_str_or_nil(&f[7], &r->exc_message)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_message)) {
         return "exc_message";
     }
-    if (!md_mp_get_str_or_nil(&f[8], &r->exc_traceback)) {
+    if (!md_mp_read_str_or_nil(c, &r->exc_traceback)) {
         return "exc_traceback";
     }
-    if (!md_mp_get_bin_or_nil(&f[9], &r->value, &r->value_len)) {
+    if (!md_mp_read_bin_or_nil(c, &r->value, &r->value_len)) {
         return "value";
     }
-    if (o->via.array.size > 10 && !md_mp_get_int64(&f[10], &r->max_rss)) {
+    if (fields > 10 && !md_mp_read_int64(c, &r->max_rss)) {
         return "max_rss";
     }
-    if (o->via.array.size > 11 && !md_mp_get_str_or_nil(&f[11], &r->output)) {
+    if (fields > 11 && !md_mp_read_str_or_nil(c, &r->output)) {
         return "output";
+    }
+    /* elements added after these by a later writer of format version 1 */
+    for (uint32_t i = RESULT_FIELDS; i < fields; i++) {
+        if (!md_mp_skip(c)) {
+            return "the result (an extra element is not valid msgpack)";
+        }
     }
     return NULL;
 }
 
+/* Decoded with a cursor, not msgpack-c: the supervisor checks every RESULTS
+ * envelope and the client reads every one back, and an object tree of 13
+ * objects per task was most of what the supervisor did. */
 int md_results_decode(const uint8_t *payload, size_t len, md_result_visitor visit,
                       void *ctx, size_t *count_out, md_error *err)
 {
-    int rc = MD_OK;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
+    if (payload == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "results: NULL data");
+    }
+    md_mp_cursor c;
+    uint32_t count = 0;
     md_task_result result;
-
-    rc = md_mp_unpack(payload, len, &unpacked, "results", err);
+    md_mp_cursor_init(&c, payload, len);
+    int rc = read_payload_array(&c, &count, "results", err);
     if (rc != MD_OK) {
-        goto cleanup;
+        return rc;
     }
-    const msgpack_object *root = &unpacked.data;
-    if (root->type != MSGPACK_OBJECT_ARRAY) {
-        rc = md_fail(err, MD_EFORMAT, "results: payload is not an array");
-        goto cleanup;
-    }
-    for (uint32_t i = 0; i < root->via.array.size; i++) {
-        const char *bad = read_result(&root->via.array.ptr[i], &result);
+    const uint8_t *results_start = c.pos;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *bad = read_result(&c, &result);
         if (bad != NULL) {
-            rc = md_fail(err, MD_EFORMAT, "results: result %u: bad %s", (unsigned)i, bad);
-            goto cleanup;
+            return md_fail(err, MD_EFORMAT, "results: result %u: bad %s", (unsigned)i, bad);
         }
+    }
+    if (c.pos != c.end) {
+        return md_fail(err, MD_EFORMAT, "results: %zu unexpected bytes after the msgpack value",
+                       md_mp_cursor_left(&c));
     }
     if (count_out != NULL) {
-        *count_out = root->via.array.size;
+        *count_out = count;
     }
-    for (uint32_t i = 0; visit != NULL && i < root->via.array.size; i++) {
-        (void)read_result(&root->via.array.ptr[i], &result);
+    c.pos = results_start;
+    for (uint32_t i = 0; visit != NULL && i < count; i++) {
+        (void)read_result(&c, &result);
         rc = visit(ctx, &result);
         if (rc != 0) {
-            goto cleanup;
+            return rc;
         }
     }
-
-cleanup:
-    msgpack_unpacked_destroy(&unpacked);
-    return rc;
+    return MD_OK;
 }
 
 /* ---------------------------------------------------------------- jobdef */

@@ -24,13 +24,24 @@ typedef struct {
                         or NULL: everything in band */
 } flat_writer;
 
-static int put(flat_writer *w, const void *data, size_t len)
+/* The common case, room left in the buffer, without a call into the core:
+ * a no-op task's kwargs and value are a dozen one- and two-byte writes. */
+static inline int put(flat_writer *w, const void *data, size_t len)
 {
+    if (w->out.data != NULL && w->out.cap - w->out.len >= len) {
+        memcpy(w->out.data + w->out.len, data, len);
+        w->out.len += len;
+        return 0;
+    }
     return md_buf_append(&w->out, data, len) == MD_OK ? 0 : -1;
 }
 
-static int put_byte(flat_writer *w, uint8_t byte)
+static inline int put_byte(flat_writer *w, uint8_t byte)
 {
+    if (w->out.len < w->out.cap) {
+        w->out.data[w->out.len++] = byte;
+        return 0;
+    }
     return put(w, &byte, 1);
 }
 

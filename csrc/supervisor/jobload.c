@@ -189,7 +189,8 @@ int sv_load_job(sv_ctx *ctx, md_error *err)
     }
     ctx->batch_items = calloc(SV_MAX_BATCH, sizeof(*ctx->batch_items));
     ctx->batch_lens = calloc(SV_MAX_BATCH, sizeof(*ctx->batch_lens));
-    if (ctx->batch_items == NULL || ctx->batch_lens == NULL) {
+    ctx->answers = calloc((size_t)SV_MAX_INFLIGHT * SV_MAX_BATCH, sizeof(*ctx->answers));
+    if (ctx->batch_items == NULL || ctx->batch_lens == NULL || ctx->answers == NULL) {
         return md_fail(err, MD_ENOMEM, "out of memory");
     }
     ctx->undispatched = ctx->task_count;
@@ -216,6 +217,8 @@ void sv_unload_job(sv_ctx *ctx)
     ctx->batch_items = NULL;
     free(ctx->batch_lens);
     ctx->batch_lens = NULL;
+    free(ctx->answers);
+    ctx->answers = NULL;
     if (ctx->jobdef_view != NULL) {
         md_jobdef_free(ctx->jobdef_view);
         ctx->jobdef_view = NULL;

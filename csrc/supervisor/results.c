@@ -15,11 +15,16 @@
 #include "supervisor.h"
 
 typedef struct {
+    sv_ctx *ctx;
     const sv_worker *w;
     size_t batch;
     uint64_t answered;
+    size_t taken;
 } order_check;
 
+/* Checks that the results are the worker's next unanswered tasks, in order,
+ * and keeps each one (its pointers into the frame) for apply_result: the
+ * payload is decoded once. */
 static int check_order(void *vctx, const md_task_result *r)
 {
     order_check *c = vctx;
@@ -34,14 +39,14 @@ static int check_order(void *vctx, const md_task_result *r)
         c->batch++;
         c->answered = 0;
     }
+    /* the order check bounds them by the tasks in flight: SV_MAX_INFLIGHT
+     * batches of at most SV_MAX_BATCH */
+    if (c->taken >= (size_t)SV_MAX_INFLIGHT * SV_MAX_BATCH) {
+        return MD_EFORMAT;
+    }
+    c->ctx->answers[c->taken++] = *r;
     return 0;
 }
-
-typedef struct {
-    sv_ctx *ctx;
-    sv_worker *w;
-    md_error *err;
-} apply_ctx;
 
 static void update_ewma(sv_worker *w, double run_time)
 {
@@ -61,25 +66,24 @@ static void pop_batch(sv_worker *w)
     w->nbatches--;
 }
 
-static int apply_result(void *vctx, const md_task_result *r)
+static int apply_result(sv_ctx *ctx, sv_worker *w, const md_task_result *r, md_error *err)
 {
-    apply_ctx *a = vctx;
-    sv_batch *b = &a->w->batches[0];
+    sv_batch *b = &w->batches[0];
     int rc = 0;
     if (r->max_rss > 0) {
-        if (a->w->rss_first == 0) {
-            a->w->rss_first = r->max_rss;
+        if (w->rss_first == 0) {
+            w->rss_first = r->max_rss;
         }
-        a->w->rss_last = r->max_rss;
+        w->rss_last = r->max_rss;
     }
     if (b->is_combine) {
-        a->ctx->combine_done = 1;
+        ctx->combine_done = 1;
     } else {
-        rc = sv_task_ended(a->ctx, r, a->err);
-        update_ewma(a->w, r->run_time);
+        rc = sv_task_ended(ctx, r, err);
+        update_ewma(w, r->run_time);
     }
     if (++b->answered == b->count) {
-        pop_batch(a->w);
+        pop_batch(w);
     }
     return rc;
 }
@@ -112,7 +116,7 @@ static int handle_results(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_
     if (w->nbatches == 0 || env.first != w->batches[0].first + w->batches[0].answered) {
         return protocol_violation(w, "results for tasks it was not running");
     }
-    order_check check = {w, 0, w->batches[0].answered};
+    order_check check = {ctx, w, 0, w->batches[0].answered, 0};
     size_t count = 0;
     if (md_results_decode(env.payload, env.payload_len, check_order, &check, &count,
                           &inner) != 0 ||
@@ -123,8 +127,13 @@ static int handle_results(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_
     if (rc != 0) {
         return rc;
     }
-    apply_ctx apply = {ctx, w, err};
-    return md_results_decode(env.payload, env.payload_len, apply_result, &apply, NULL, err);
+    for (size_t i = 0; i < check.taken; i++) {
+        rc = apply_result(ctx, w, &ctx->answers[i], err);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static int handle_ready(sv_ctx *ctx, sv_worker *w, const uint8_t *frame, size_t len,

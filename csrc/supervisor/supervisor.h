@@ -193,6 +193,8 @@ typedef struct {
     md_buf scratch2;      /* envelope encoding */
     const uint8_t **batch_items;  /* SV_MAX_BATCH entries */
     size_t *batch_lens;
+    md_task_result *answers;  /* SV_MAX_INFLIGHT * SV_MAX_BATCH entries: the results of
+                                 one RESULTS envelope, decoded once, pointing into it */
 } sv_ctx;
 
 /* What a failed attempt may be retried for (job definition key retry_on). */

@@ -223,6 +223,7 @@ int worker_capture_install(worker_ctx *ctx)
     PyObject *type = NULL;
     PyObject *out = NULL;
     PyObject *err = NULL;
+    PyObject *sys_module = NULL;
     int rc = -1;
 
     type = PyType_FromSpec(&writer_spec);
@@ -235,6 +236,14 @@ int worker_capture_install(worker_ctx *ctx)
     if (err == NULL)
         goto cleanup;
     if (PySys_SetObject("stdout", out) != 0 || PySys_SetObject("stderr", err) != 0)
+        goto cleanup;
+    sys_module = PyImport_AddModule("sys");   /* borrowed */
+    if (sys_module == NULL)
+        goto cleanup;
+    ctx->sys_dict = Py_NewRef(PyModule_GetDict(sys_module));
+    ctx->name_stdout = PyUnicode_InternFromString("stdout");
+    ctx->name_stderr = PyUnicode_InternFromString("stderr");
+    if (ctx->name_stdout == NULL || ctx->name_stderr == NULL)
         goto cleanup;
     ctx->capture_stdout = out;
     ctx->capture_stderr = err;
@@ -253,12 +262,15 @@ void worker_capture_begin(worker_ctx *ctx)
     ctx->capture.len = 0;
     ctx->capture.written = 0;
     /* A task may have replaced sys.stdout for good; the next one is captured again.
-     * (Borrowed references compared by identity: no call, no allocation.) */
-    if (ctx->capture_stdout != NULL && PySys_GetObject("stdout") != ctx->capture_stdout &&
-        PySys_SetObject("stdout", ctx->capture_stdout) != 0)
+     * (Borrowed references compared by identity, looked up by interned names
+     * whose hash is cached: no allocation.) */
+    if (ctx->capture_stdout != NULL &&
+        PyDict_GetItemWithError(ctx->sys_dict, ctx->name_stdout) != ctx->capture_stdout &&
+        PyDict_SetItem(ctx->sys_dict, ctx->name_stdout, ctx->capture_stdout) != 0)
         PyErr_Clear();
-    if (ctx->capture_stderr != NULL && PySys_GetObject("stderr") != ctx->capture_stderr &&
-        PySys_SetObject("stderr", ctx->capture_stderr) != 0)
+    if (ctx->capture_stderr != NULL &&
+        PyDict_GetItemWithError(ctx->sys_dict, ctx->name_stderr) != ctx->capture_stderr &&
+        PyDict_SetItem(ctx->sys_dict, ctx->name_stderr, ctx->capture_stderr) != 0)
         PyErr_Clear();
 }
 
@@ -317,6 +329,9 @@ void worker_capture_free(worker_ctx *ctx)
 {
     Py_CLEAR(ctx->capture_stdout);
     Py_CLEAR(ctx->capture_stderr);
+    Py_CLEAR(ctx->sys_dict);
+    Py_CLEAR(ctx->name_stdout);
+    Py_CLEAR(ctx->name_stderr);
     free(ctx->capture.data);
     memset(&ctx->capture, 0, sizeof ctx->capture);
 }

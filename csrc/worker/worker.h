@@ -105,8 +105,14 @@ typedef struct {
     worker_capture capture;           /* the running task's output */
     PyObject *capture_stdout;         /* the writers installed as sys.stdout/stderr */
     PyObject *capture_stderr;
+    PyObject *sys_dict;               /* sys.__dict__, and the interned names looked up */
+    PyObject *name_stdout;            /* in it for every task: PySys_GetObject made and */
+    PyObject *name_stderr;            /* hashed a new str per call */
     uint32_t attempt;                 /* of the envelope being answered */
     double last_send;                 /* monotonic time of the last RESULTS */
+    double wall_minus_mono;           /* wall clock - monotonic clock, sampled per batch:
+                                         a task's start_time without a second clock read */
+    double last_task_end;             /* monotonic time the last task returned */
 } worker_ctx;
 
 /* io.c */

@@ -20,7 +20,9 @@ from ._pickling import dumps_all_kwargs, dumps_function
 logger = logging.getLogger("mapdeploy")
 
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]+$")
-_SHARD_SIZE = 4096
+# Tasks per shard file at most (create_job uses fewer for large kwargs): few
+# files, since creating each one is the slowest part of writing a job folder.
+_SHARD_SIZE = 65536
 _MAX_NAME_ATTEMPTS = 64
 DEFAULT_RETRY_ON: tuple[str, ...] = ("WorkerDied", "TaskTimeout")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -134,9 +134,112 @@ static void encode_jobdef(md_buf *out, int with_combiner, int extra_key, int wit
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The bytes msgpack-c's packer makes for results (what md_results_encode
+ * wrote before it packed them itself): the two must agree byte for byte. */
+static void pack_str_or_nil(msgpack_packer *pk, const char *ptr, size_t len)
+{
+    if (ptr == NULL) {
+        msgpack_pack_nil(pk);
+    } else {
+        msgpack_pack_str_with_body(pk, ptr, len);
+    }
+}
+
+static void reference_results(const md_task_result *rs, size_t n, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const md_task_result *r = &rs[i];
+        msgpack_pack_array(&pk, 12);
+        msgpack_pack_uint64(&pk, r->task_index);
+        msgpack_pack_uint32(&pk, (uint32_t)r->status);
+        msgpack_pack_uint32(&pk, r->attempt);
+        msgpack_pack_double(&pk, r->start_time);
+        msgpack_pack_double(&pk, r->run_time);
+        msgpack_pack_int64(&pk, r->worker_pid);
+        pack_str_or_nil(&pk, r->exc_type.ptr, r->exc_type.len);
+        pack_str_or_nil(&pk, r->exc_message.ptr, r->exc_message.len);
+        pack_str_or_nil(&pk, r->exc_traceback.ptr, r->exc_traceback.len);
+        if (r->value == NULL) {
+            msgpack_pack_nil(&pk);
+        } else {
+            msgpack_pack_bin_with_body(&pk, r->value, r->value_len);
+        }
+        msgpack_pack_int64(&pk, r->max_rss);
+        pack_str_or_nil(&pk, r->output.ptr, r->output.len);
+    }
+}
+
+static void check_encoding_matches_msgpack_c(md_test_counts *c)
+{
+    static char text[70000];
+    memset(text, 'a', sizeof text);
+    const size_t sizes[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
+    const int64_t ints[] = {0, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL,
+                            -1, -32, -33, -128, -129, -32768, -32769, -2147483648LL,
+                            -2147483649LL, INT64_MIN, INT64_MAX};
+    md_task_result rs[20];
+    size_t n = sizeof ints / sizeof ints[0];
+    memset(rs, 0, sizeof rs);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = sizes[i % (sizeof sizes / sizeof sizes[0])];
+        rs[i].task_index = ints[i] >= 0 ? (uint64_t)ints[i] : (uint64_t)INT64_MAX + (uint64_t)i;
+        rs[i].status = i % 2 ? MD_TASK_FAILED : MD_TASK_COMPLETED;
+        rs[i].attempt = (uint32_t)(i * 40000u);
+        rs[i].start_time = 1700000000.25 + (double)i;
+        rs[i].run_time = -0.0;
+        rs[i].worker_pid = ints[i];
+        rs[i].max_rss = ints[n - 1 - i];
+        if (i % 3 != 0) {
+            rs[i].exc_type.ptr = text;
+            rs[i].exc_type.len = len;
+            rs[i].output.ptr = text;
+            rs[i].output.len = sizes[(i + 3) % 8];
+        }
+        if (i % 4 != 1) {
+            rs[i].value = (const uint8_t *)text;
+            rs[i].value_len = len;
+        }
+        if (i % 5 == 2) {
+            rs[i].exc_message.ptr = text;
+            rs[i].exc_message.len = sizes[(i + 1) % 8];
+            rs[i].exc_traceback.ptr = text;
+            rs[i].exc_traceback.len = 0;
+        }
+    }
+    md_buf buf;
+    md_error err;
+    md_buf_init(&buf);
+    /* appended after what the buffer holds, like every encoder */
+    CHECK(c, md_buf_append(&buf, "xy", 2) == MD_OK);
+    CHECK(c, md_results_encode(rs, n, &buf, &err) == MD_OK);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    reference_results(rs, n, &sb);
+    CHECK(c, buf.len == sb.size + 2 && memcmp(buf.data, "xy", 2) == 0 &&
+             memcmp(buf.data + 2, sb.data, sb.size) == 0);
+    msgpack_sbuffer_destroy(&sb);
+    /* an array header of 16 and more results */
+    md_buf_clear(&buf);
+    md_task_result many[17];
+    memset(many, 0, sizeof many);
+    for (size_t i = 0; i < 17; i++) {
+        many[i].status = MD_TASK_COMPLETED;
+    }
+    CHECK(c, md_results_encode(many, 17, &buf, &err) == MD_OK);
+    msgpack_sbuffer_init(&sb);
+    reference_results(many, 17, &sb);
+    CHECK(c, buf.len == sb.size && memcmp(buf.data, sb.data, sb.size) == 0);
+    msgpack_sbuffer_destroy(&sb);
+    md_buf_free(&buf);
+}
+
 int main(void)
 {
     md_test_counts c = {0, 0};
+    check_encoding_matches_msgpack_c(&c);
     md_error err;
     md_error_clear(&err);
     md_buf buf;
@@ -244,6 +347,31 @@ int main(void)
         CHECK(&c, sink.results[0].max_rss == 0 && sink.results[0].output.ptr == NULL);
         const uint8_t bad_rss[] = {0x91, 0x9b, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xa1, 'x'};
         CHECK(&c, md_results_decode(bad_rss, sizeof bad_rss, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        /* what msgpack-c reads as a positive integer is one: a signed int8 of 5
+         * as the index, int16 of 2 as the status; a float32 start time; str8
+         * and bin8 */
+        const uint8_t widths[] = {0x91, 0x9c, 0xd0, 5, 0xd1, 0, 2, 0, 0xca, 0x3f, 0x80, 0, 0,
+                                  0, 0xd2, 0xff, 0xff, 0xff, 0xfe, 0xd9, 1, 'E', 0xc0, 0xc0,
+                                  0xc4, 1, 'v', 0, 0xc0};
+        memset(&sink, 0, sizeof sink);
+        CHECK(&c, md_results_decode(widths, sizeof widths, collect_result, &sink, &count, &err) == MD_OK);
+        CHECK(&c, count == 1 && sink.results[0].task_index == 5 &&
+                  sink.results[0].status == MD_TASK_FAILED && sink.results[0].start_time == 1.0 &&
+                  sink.results[0].worker_pid == -2 && str_is(sink.results[0].exc_type, "E") &&
+                  sink.results[0].value_len == 1 && sink.results[0].value[0] == 'v');
+        /* a negative int8 is no index; a str where a bin goes is refused; so is
+         * a value cut short or a byte after the array */
+        const uint8_t neg8[] = {0x91, 0x9a, 0xd0, 0xff, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0};
+        CHECK(&c, md_results_decode(neg8, sizeof neg8, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t str_value[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xa1, 'v'};
+        CHECK(&c, md_results_decode(str_value, sizeof str_value, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        CHECK(&c, strstr(err.message, "value") != NULL);
+        const uint8_t cut_bin[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc4, 5, 'v'};
+        CHECK(&c, md_results_decode(cut_bin, sizeof cut_bin, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t trailing[] = {0x91, 0x9a, 0, 1, 0, 0, 0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0};
+        CHECK(&c, md_results_decode(trailing, sizeof trailing, NULL, NULL, NULL, &err) == MD_EFORMAT);
+        const uint8_t bins_trailing[] = {0x91, 0xc4, 1, 'a', 0xc0};
+        CHECK(&c, md_bins_decode(bins_trailing, sizeof bins_trailing, NULL, NULL, NULL, &err) == MD_EFORMAT);
     }
 
     /* a long results array */
