@@ -64,7 +64,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 15
 FUZZ_BUILD ?= build/fuzz
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_TARGETS := envelope frame records log ready pool cursor
+FUZZ_TARGETS := envelope frame records log ready pool cursor oob
 FUZZ_BIN := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Icsrc/core $(PKG_CFLAGS)
 

@@ -2,11 +2,12 @@
 
 Independent of the C core and of the Python API on purpose: tests that use it
 check the executables against the written format, not against shared code.
-Needs msgpack and cloudpickle.
+Needs msgpack, cloudpickle and cryptography (Poly1305, for blobs).
 """
 import hashlib
 import hmac
 import os
+import pickle
 import secrets
 import struct
 import sys
@@ -14,11 +15,15 @@ import time
 
 import cloudpickle
 import msgpack
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 FORMAT_VERSION = 1
 MAC_PREFIX = b"mapdeploy-envelope/1\0"
 COMPLETED = 1
 FAILED = 2
+BLOB_THRESHOLD = 1 << 20
+BLOB_KEY_PREFIX = b"mapdeploy-blob/1\0"
+OOB_MAGIC = b"\0MDB"
 
 
 def _crc32c_table():
@@ -123,13 +128,59 @@ class JobFolder:
         _write(os.path.join(self.path, "cancel"), b"")
 
 
+def blob_tag(key, nonce, data):
+    """Poly1305 under the one-time key HMAC-SHA256(job key, prefix || nonce)."""
+    one_time = hmac.new(key, BLOB_KEY_PREFIX + nonce, hashlib.sha256).digest()
+    return Poly1305.generate_tag(one_time, bytes(data))
+
+
+def blob_path(job_path, nonce):
+    return os.path.join(job_path, "blobs", nonce.hex())
+
+
+def write_blob(job_path, key, data, readonly=True):
+    """Writes blobs/<hex nonce>; returns its reference [length, nonce, tag, readonly]."""
+    nonce = secrets.token_bytes(16)
+    os.makedirs(os.path.join(job_path, "blobs"), mode=0o700, exist_ok=True)
+    _write(blob_path(job_path, nonce), bytes(data))
+    return [len(data), nonce, blob_tag(key, nonce, data), readonly]
+
+
+def wrap(pickled, refs):
+    """The out-of-band wrapper: magic, then msgpack [pickle, [reference...]]."""
+    return OOB_MAGIC + pack([pickled, refs])
+
+
+def unwrap(data):
+    """(pickle, references) of a wrapper; (data, []) for a plain pickle."""
+    if not data.startswith(OOB_MAGIC):
+        return data, []
+    pickled, refs = msgpack.unpackb(data[len(OOB_MAGIC):], raw=False)
+    return pickled, refs
+
+
+def dumps_with_blobs(job_path, key, kwargs):
+    """A kwargs pickle whose top-level bytes of BLOB_THRESHOLD or more are blobs."""
+    buffers = []
+    shown = {name: pickle.PickleBuffer(value)
+             if isinstance(value, bytes) and len(value) >= BLOB_THRESHOLD else value
+             for name, value in kwargs.items()}
+    data = pickle.dumps(shown, protocol=5, buffer_callback=buffers.append)
+    if not buffers:
+        return data
+    return wrap(data, [write_blob(job_path, key, buf.raw(), buf.raw().readonly)
+                       for buf in buffers])
+
+
 def make_job(path, function, kwargs_list, *, num_workers=2, shard_size=1000,
              combiner=None, job_kind="map", name="test-job", job_id=None,
-             python_version=None, key=None, extra=None):
+             python_version=None, key=None, extra=None, blobs=False):
     """Writes a complete Pending job folder at path (created); returns a JobFolder.
 
     key: the job key (default: 32 fresh random bytes); extra: more keys for
-    the job definition (the Python API keeps its own metadata there)."""
+    the job definition (the Python API keeps its own metadata there); blobs:
+    large bytes arguments are written as blobs and the definition names the
+    folder (job_dir)."""
     os.makedirs(path, mode=0o700)
     for sub in ("tasks", "results", "logs"):
         os.mkdir(os.path.join(path, sub), 0o700)
@@ -155,12 +206,15 @@ def make_job(path, function, kwargs_list, *, num_workers=2, shard_size=1000,
         "num_workers": num_workers,
         "created": time.time(),
     }
+    if blobs:
+        jobdef["job_dir"] = os.path.abspath(path)
     jobdef.update(extra or {})
     _write(os.path.join(path, "job"),
            encode_envelope(key, "job", job_id, 0, count, pack(jobdef)))
     for shard, first in enumerate(range(0, count, shard_size)):
         chunk = kwargs_list[first:first + shard_size]
-        payload = pack([cloudpickle.dumps(kw, protocol=5) for kw in chunk])
+        payload = pack([dumps_with_blobs(path, key, kw) if blobs
+                        else cloudpickle.dumps(kw, protocol=5) for kw in chunk])
         _write(os.path.join(path, "tasks", "%08u" % shard),
                encode_envelope(key, "tasks", job_id, first, len(chunk), payload))
     return JobFolder(path, key, job_id, count)

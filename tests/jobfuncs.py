@@ -82,6 +82,12 @@ def big_after(n, seconds):
     return b"x" * n
 
 
+def big_text_after(n, seconds):
+    """Like big_after, as a str: a large str stays in the results envelope (no blob)."""
+    time.sleep(seconds)
+    return "x" * n
+
+
 def allocate_without_end(x):
     """Allocates until the memory limit stops it; returns x if it ever could stop."""
     hoard = []
@@ -139,6 +145,30 @@ def raise_message(message):
 def identity(x):
     """Returns its argument (return values of every kind)."""
     return x
+
+
+def echo(data):
+    return data
+
+
+def big_bytes(n, seed):
+    """n bytes that differ from task to task."""
+    head = bytes([seed % 256]) + os.urandom(min(n - 1, 64))
+    return head + bytes(n - len(head))
+
+
+def describe_array(array):
+    """(writable, sum) of a numpy array argument, and the array doubled."""
+    return bool(array.flags.writeable), float(array.sum()), array * 2
+
+
+def sleep_echo(data, seconds):
+    time.sleep(seconds)
+    return data
+
+
+def total_length(**values):
+    return sum(len(value) for value in values.values() if value is not None)
 
 
 def pid_after(seconds):

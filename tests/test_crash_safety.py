@@ -182,7 +182,8 @@ def _blocked_writing_frame(pid: int) -> bool:
 def test_worker_sigkill_while_it_writes_a_result():
     size = 32 * 1024 * 1024  # far more than a socket buffer: the write blocks half way
     env = gl.deploy.environment.LocalAsync("two", num_workers=2)
-    job = gl.deploy.map_job.create(jobfuncs.big_after, [{"n": size, "seconds": 0.5}] +
+    # a str: a large bytes value would be a blob, and its frame small
+    job = gl.deploy.map_job.create(jobfuncs.big_text_after, [{"n": size, "seconds": 0.5}] +
                                    [{"n": 10, "seconds": 0}] * 5, environment=env, max_retries=1)
     sup = supervisor_pid(job)
     # once the big task runs (it sleeps first), a stopped supervisor reads nothing, so the
@@ -198,7 +199,7 @@ def test_worker_sigkill_while_it_writes_a_result():
     finally:
         os.kill(sup, signal.SIGCONT)
     results = job.get_map_results()
-    assert len(results[0]) == size and results[1:] == [b"x" * 10] * 5
+    assert len(results[0]) == size and results[1:] == ["x" * 10] * 5
     metrics = job.get_metrics(detailed=True)
     assert list(metrics["status"]) == ["Completed"] * 6
     assert metrics[0]["worker_pid"] != victim

@@ -137,3 +137,20 @@ def test_workers_return_plain_and_other_values() -> None:
     results = job.get_results()
     assert results == values
     assert [type(r) for r in results] == [type(v) for v in values]
+
+
+def test_large_bytes_are_written_out_of_band():
+    from mapdeploy._mapdeploy import BLOB_THRESHOLD
+    big = bytes(range(256)) * (BLOB_THRESHOLD // 256)
+    below = big[:-1]
+    kwargs = [{"a": big, "b": 1, "c": below, "d": big}, {"a": below}, {"a": [big]}]
+    first, second, third = flat_pickles(kwargs)
+    data, buffers = first
+    assert buffers == [big, big] and all(buffer is big for buffer in buffers)
+    assert len(data) < 2 * len(below)   # the large values are not in it
+    loaded = pickle.loads(data, buffers=buffers)
+    assert loaded == kwargs[0] and loaded["a"] is big
+    assert isinstance(second, bytes) and pickle.loads(second) == {"a": below}
+    assert third is None   # not flat: pickled by dumps_all_kwargs, where bytes nested in
+    [nested] = dumps_all_kwargs([kwargs[2]], str)   # a list stay in band
+    assert isinstance(nested, bytes) and pickle.loads(nested) == kwargs[2]

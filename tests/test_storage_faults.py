@@ -53,6 +53,25 @@ def test_full_disk_fails_the_job_clearly_keeps_results_and_resume_completes(smal
     assert max(job.get_metrics(detailed=True)["attempts"]) == 1
 
 
+def test_full_disk_under_value_blobs_fails_the_job_and_resume_completes(small_home):
+    # 2 MiB values are blobs: the one that finds the disk full is sent in band
+    # instead, so the job fails as a whole where the result is appended (as
+    # in the test above) rather than the task failing for good.
+    env = gl.deploy.environment.LocalAsync("one", num_workers=1)
+    params = [{"n": 2 * 1024 * 1024, "seconds": 0}] * 4   # 8 MiB of values for a 4 MiB disk
+    job = gl.deploy.map_job.create(jobfuncs.big_after, params, environment=env)
+    with pytest.raises(RuntimeError, match="No space left on device"):
+        job.get_results()
+    assert job.get_status() == "Failed"
+    assert "No space left" in job.get_error()
+    assert all(r is None or r == b"x" * 2 * 1024 * 1024 for r in job.get_map_results())
+    mount("-o", "remount,size=64m", str(small_home))
+    job.resume()
+    assert job.get_map_results() == [b"x" * 2 * 1024 * 1024] * 4
+    assert job.get_status() == "Completed"
+    assert list(job.get_metrics(detailed=True)["status"]) == ["Completed"] * 4
+
+
 def test_read_only_session_folder_gives_a_clear_error_and_loses_nothing(small_home):
     job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 2}])
     assert job.get_results() == [3]

@@ -269,3 +269,137 @@ def test_a_key_others_can_read_is_refused(session_home):
     os.chmod(session_home / "jobs" / "loose-key" / "key", 0o644)
     with pytest.raises(gl.MapDeployError, match="key"):
         gl.deploy.jobs["loose-key"]
+
+
+# ------------------------------------------------------------ blobs
+
+MiB = 1 << 20
+
+
+def echo_job(session_home: Path, name: str, values: list[bytes]) -> jobfolder.JobFolder:
+    """A Pending job whose large arguments are blobs, written from docs/protocol.md."""
+    jobs = session_home / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    job = jobfolder.make_job(
+        str(jobs / name), jobfuncs.echo, [{"data": value} for value in values], name=name,
+        shard_size=1, num_workers=1, blobs=True,
+        extra={"environment": {"type": "Local", "name": "trust", "num_workers": 1}})
+    status = {"state": "Pending", "start_time": None, "end_time": None, "error": None,
+              "supervisor_pid": None, "num_workers": 0}
+    with open(os.path.join(job.path, "status"), "wb") as handle:
+        handle.write(jobfolder.encode_envelope(job.key, "status", job.job_id, 0, 0,
+                                               jobfolder.pack(status)))
+    return job
+
+
+def argument_blob(job: jobfolder.JobFolder, task: int) -> str:
+    with open(os.path.join(job.path, "tasks", "%08u" % task), "rb") as handle:
+        body = jobfolder.decode_envelope(job.key, handle.read(), "tasks", job.job_id)
+    [wrapped] = jobfolder.msgpack.unpackb(body["payload"], raw=False)
+    _pickle, [ref] = jobfolder.unwrap(wrapped)
+    return jobfolder.blob_path(job.path, ref[1])
+
+
+def value_blobs(name: str) -> list[str]:
+    """The value blobs of a job, in task order (as the results log names them)."""
+    store = gl.deploy.jobs[name]._store
+    paths = {}
+    for row in store.read_results():
+        _pickle, refs = jobfolder.unwrap(row[9])
+        paths[row[0]] = [jobfolder.blob_path(store.path, ref[1]) for ref in refs]
+    return [path for index in sorted(paths) for path in paths[index]]
+
+
+def run_and_failures(job: jobfolder.JobFolder) -> dict[int, str]:
+    """Runs the job's supervisor; task index -> message of each failed task."""
+    result = run_supervisor(job)
+    assert result.returncode == 0, result.stderr
+    return {index: row["exc_message"] for index, row in job.results().items()
+            if row["status"] == jobfolder.FAILED}
+
+
+def test_argument_blob_with_a_flipped_byte_fails_its_task(session_home):
+    values = [os.urandom(2 * MiB), os.urandom(2 * MiB)]
+    job = echo_job(session_home, "flipped-argument-blob", values)
+    damaged = argument_blob(job, 1)
+    with open(damaged, "r+b") as handle:
+        handle.seek(MiB)
+        byte = handle.read(1)
+        handle.seek(MiB)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    loaded = gl.deploy.jobs["flipped-argument-blob"]
+    with pytest.raises(gl.IntegrityError, match=f"{damaged} does not match its MAC"):
+        loaded.get_parameters()
+    failures = run_and_failures(job)
+    assert list(failures) == [1]
+    assert failures[1] == (f"mapdeploy: {damaged} does not match its MAC: the blob was tampered "
+                           "with or damaged")
+    assert gl.deploy.jobs["flipped-argument-blob"].get_map_results() == [values[0], None]
+
+
+def test_two_swapped_argument_blobs_fail_both_tasks(session_home):
+    job = echo_job(session_home, "swapped-argument-blobs", [os.urandom(2 * MiB), os.urandom(2 * MiB)])
+    first, second = argument_blob(job, 0), argument_blob(job, 1)
+    os.rename(first, first + ".x")
+    os.rename(second, first)
+    os.rename(first + ".x", second)
+    failures = run_and_failures(job)
+    assert sorted(failures) == [0, 1]
+    assert all("does not match its MAC" in message for message in failures.values())
+
+
+def test_a_truncated_argument_blob_fails_its_task(session_home):
+    job = echo_job(session_home, "truncated-argument-blob", [os.urandom(2 * MiB)])
+    damaged = argument_blob(job, 0)
+    os.truncate(damaged, MiB)
+    failures = run_and_failures(job)
+    assert failures == {0: f"mapdeploy: {damaged} has {MiB} bytes, its reference says {2 * MiB}: "
+                           "the blob was tampered with or damaged"}
+
+
+def test_a_missing_argument_blob_fails_its_task(session_home):
+    job = echo_job(session_home, "missing-argument-blob", [os.urandom(2 * MiB)])
+    os.unlink(argument_blob(job, 0))
+    failures = run_and_failures(job)
+    assert "cannot open" in failures[0] and "No such file" in failures[0]
+
+
+def large_values_job(name: str, count: int = 2):
+    env = gl.deploy.environment.Local("trust-local", num_workers=1)
+    job = gl.deploy.map_job.create(jobfuncs.big_bytes, [{"n": 2 * MiB, "seed": i} for i in range(count)],
+                                   name=name, environment=env)
+    assert job.get_status() == "Completed"
+    return job
+
+
+def test_value_blob_with_a_flipped_byte_is_refused(session_home):
+    large_values_job("flipped-value-blob")
+    damaged = value_blobs("flipped-value-blob")[1]
+    with open(damaged, "r+b") as handle:
+        handle.seek(2 * MiB - 1)
+        byte = handle.read(1)
+        handle.seek(2 * MiB - 1)
+        handle.write(bytes([byte[0] ^ 0x80]))
+    for read in (lambda j: j.get_results(), lambda j: j.get_map_results()):
+        with pytest.raises(gl.IntegrityError, match=f"{damaged} does not match its MAC"):
+            read(gl.deploy.jobs["flipped-value-blob"])
+
+
+def test_two_swapped_value_blobs_are_refused(session_home):
+    large_values_job("swapped-value-blobs")
+    first, second = value_blobs("swapped-value-blobs")
+    os.rename(first, first + ".x")
+    os.rename(second, first)
+    os.rename(first + ".x", second)
+    with pytest.raises(gl.IntegrityError, match="does not match its MAC"):
+        gl.deploy.jobs["swapped-value-blobs"].get_results()
+
+
+def test_a_truncated_value_blob_is_refused(session_home):
+    large_values_job("truncated-value-blob", count=1)
+    [damaged] = value_blobs("truncated-value-blob")
+    with open(damaged, "ab") as handle:
+        handle.write(b"more")
+    with pytest.raises(gl.IntegrityError, match=f"{damaged} has {2 * MiB + 4} bytes, its "
+                                                f"reference says {2 * MiB}"):
+        gl.deploy.jobs["truncated-value-blob"].get_results()

@@ -11,6 +11,7 @@
  *               job definition, status, hello, combine
  *   log.c       the append-only results log (length + CRC per record)
  *   store.c     job folder file operations (atomic writes, exclusive create)
+ *   blob.c      large buffers out of band: blob files (Poly1305) and the wrapper
  *
  * Conventions: functions return 0 on success or a negative MD_E* code and
  * fill the md_error they were given (which may be NULL).  Decoders never read
@@ -246,6 +247,8 @@ typedef struct {
     uint32_t worker_budget;  /* slots in slots_dir the job may use; 0: one per core */
     uint64_t worker_memory_limit;  /* bytes of address space per worker (RLIMIT_AS); 0: none.
                                       optional, older definitions read as 0 */
+    md_str job_dir;          /* the job folder (absolute): where blobs are; ptr NULL when
+                                absent (older definitions): values then travel in band */
 } md_jobdef;
 
 /* The job definition payload is a msgpack map with more keys than the C side
@@ -343,6 +346,56 @@ typedef struct {
 } md_ready;
 
 int md_ready_decode(const uint8_t *payload, size_t len, md_ready *out, md_error *err);
+
+/* ------------------------------------------------------------------ blobs */
+
+/* Buffers of at least MD_BLOB_THRESHOLD bytes in a pickle travel out of band:
+ * each is written once to <job>/blobs/<hex nonce> and the pickle is wrapped
+ * (magic "\0MDB", then msgpack [pickle, [[length, nonce, tag, readonly]...]])
+ * so that readers know which blobs to read and check (docs/protocol.md). */
+#define MD_BLOB_THRESHOLD ((size_t)1 << 20)
+#define MD_BLOB_NONCE_LEN 16u
+#define MD_BLOB_TAG_LEN 16u
+#define MD_BLOB_MAX ((uint64_t)1 << 40)
+#define MD_OOB_MAGIC_LEN 4u
+#define MD_OOB_MAX_BLOBS 65536u
+#define MD_STORE_BLOBS_DIR "blobs"
+
+extern const uint8_t md_oob_magic[MD_OOB_MAGIC_LEN];
+
+typedef struct {
+    uint64_t length;
+    uint8_t nonce[MD_BLOB_NONCE_LEN];  /* random; names the file */
+    uint8_t tag[MD_BLOB_TAG_LEN];      /* Poly1305, one-time key from the job key and nonce */
+    int readonly;                      /* the buffer was read-only (bytes): rebuild it as bytes */
+} md_blob_ref;
+
+/* "blobs/<32 hex digits of the nonce>", the blob's name inside the job folder. */
+int md_blob_name(const md_blob_ref *ref, char *out, size_t out_len, md_error *err);
+/* The tag of data under key and nonce (one pass, one thread). */
+int md_blob_tag(const md_key *key, const uint8_t nonce[MD_BLOB_NONCE_LEN], const uint8_t *data,
+                size_t len, uint8_t tag[MD_BLOB_TAG_LEN], md_error *err);
+/* Picks a random nonce, creates <job_dir>/blobs/<hex> (O_EXCL, 0600, no
+ * fsync; the blobs folder too when absent), writes data with one write(2)
+ * while a second thread computes the tag, and fills ref (readonly left 0). */
+int md_blob_write(const char *job_dir, const md_key *key, const uint8_t *data, size_t len,
+                  md_blob_ref *ref, md_error *err);
+/* Reads the blob ref names into dst (ref->length bytes), checking its size
+ * and tag: MD_EMAC when it was changed, swapped or cut, MD_ENOENT when it is
+ * gone.  The tag is computed over dst, the bytes handed on, by a second
+ * thread that follows the reads.  Advises huge pages for dst. */
+int md_blob_read(const char *job_dir, const md_key *key, const md_blob_ref *ref, uint8_t *dst,
+                 md_error *err);
+
+/* 1 when data starts with the out-of-band wrapper's magic (no pickle does). */
+int md_oob_is(const uint8_t *data, size_t len);
+int md_oob_encode(const uint8_t *pickle, size_t pickle_len, const md_blob_ref *refs,
+                  size_t count, md_buf *out, md_error *err);
+typedef int (*md_blob_visitor)(void *ctx, size_t index, const md_blob_ref *ref);
+/* Validates the whole wrapper, then sets *pickle (borrowed) and calls visit
+ * for each buffer in order; stops at a non-zero visitor value. */
+int md_oob_decode(const uint8_t *data, size_t len, const uint8_t **pickle, size_t *pickle_len,
+                  md_blob_visitor visit, void *ctx, size_t *count_out, md_error *err);
 
 /* ---------------------------------------------------------- results log */
 

@@ -404,7 +404,8 @@ enum {
     JD_RETRY_ON = 1u << 18,
     JD_WORKER_MEMORY_LIMIT = 1u << 19,
     JD_SLOTS_DIR = 1u << 20,
-    JD_WORKER_BUDGET = 1u << 21
+    JD_WORKER_BUDGET = 1u << 21,
+    JD_JOB_DIR = 1u << 22
 };
 
 /* combiner_name, combiner and the keys from bit 16 on may be left out. */
@@ -533,6 +534,13 @@ static unsigned read_jobdef_field(const msgpack_object *key, const msgpack_objec
     if (md_mp_key_is(key, "worker_memory_limit")) {
         *ok = md_mp_get_uint(val, UINT64_MAX, &d->worker_memory_limit);
         return JD_WORKER_MEMORY_LIMIT;
+    }
+    if (md_mp_key_is(key, "job_dir")) {
+        *ok = md_mp_get_str_or_nil(val, &d->job_dir) &&
+              (d->job_dir.ptr == NULL ||
+               (d->job_dir.len > 0 && d->job_dir.len < MD_PATH_MAX &&
+                memchr(d->job_dir.ptr, '\0', d->job_dir.len) == NULL));
+        return JD_JOB_DIR;
     }
     *ok = 1;
     return 0;

@@ -24,6 +24,7 @@ typedef struct {
     PyTypeObject *job_store_type;
     PyTypeObject *result_table_type;
     PyTypeObject *result_column_type;
+    PyObject *pickle_loads;     /* pickle.loads */
 } md_module_state;
 
 md_module_state *md_state_of_module(PyObject *module);
@@ -41,6 +42,7 @@ PyObject *md_unpack_object(const msgpack_object *obj);
 /* flat_pickles(list): see flatpickle.c. */
 PyObject *md_flat_pickles(PyObject *module, PyObject *list);
 PyObject *md_flat_unpickle_py(PyObject *module, PyObject *arg);
+PyObject *md_blob_collector(PyObject *module, PyObject *list);
 /* first_bad_kwargs(list): see convert.c. */
 PyObject *md_first_bad_kwargs(PyObject *module, PyObject *list);
 /* Decodes one msgpack value that must fill bytes exactly. */

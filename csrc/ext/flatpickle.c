@@ -1,14 +1,18 @@
-/* flat_pickles(list) -> list[bytes | None]: pickles of the kwargs dicts of
- * plain scalars, written without the pickle module (see flatpickle.h); None
- * for every other element, which the caller pickles as before.  Nothing in
- * such a dict can refer to __main__, so no scan for it is needed either. */
+/* flat_pickles(list) -> list[bytes | tuple | None]: pickles of the kwargs
+ * dicts of plain scalars, written without the pickle module (see
+ * flatpickle.h); None for every other element, which the caller pickles as
+ * before.  Nothing in such a dict can refer to __main__, so no scan for it is
+ * needed either.  A dict with bytes values of MD_BLOB_THRESHOLD or more gives
+ * (pickle, [those bytes]): create_job writes them as blobs. */
 #include "ext.h"
 #include "flatpickle.h"
+#include "oob.h"
 
 PyObject *md_flat_pickles(PyObject *module, PyObject *list)
 {
     md_buf out;
     PyObject *pickles = NULL;
+    PyObject *oob = NULL;
     PyObject *result = NULL;
     (void)module;
     md_buf_init(&out);
@@ -26,7 +30,7 @@ PyObject *md_flat_pickles(PyObject *module, PyObject *list)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         PyObject *item = NULL;
         PyObject *kwargs = PyList_GET_ITEM(list, i);
-        int rc = PyDict_CheckExact(kwargs) ? md_flat_pickle(kwargs, 1, &out) : 1;
+        int rc = PyDict_CheckExact(kwargs) ? md_flat_pickle(kwargs, 1, &out, &oob) : 1;
         if (rc < 0) {
             PyErr_NoMemory();
             goto cleanup;
@@ -36,7 +40,17 @@ PyObject *md_flat_pickles(PyObject *module, PyObject *list)
             if (item == NULL) {
                 goto cleanup;
             }
+            if (oob != NULL) {
+                PyObject *pair = PyTuple_Pack(2, item, oob);
+                Py_DECREF(item);
+                Py_CLEAR(oob);   /* the pair owns it; the next dict starts without one */
+                if (pair == NULL) {
+                    goto cleanup;
+                }
+                item = pair;
+            }
         } else {
+            Py_CLEAR(oob);
             item = Py_NewRef(Py_None);
         }
         PyList_SET_ITEM(pickles, i, item);
@@ -45,6 +59,7 @@ PyObject *md_flat_pickles(PyObject *module, PyObject *list)
     pickles = NULL;
 cleanup:
     Py_XDECREF(pickles);
+    Py_XDECREF(oob);
     md_buf_free(&out);
     return result;
 }
@@ -71,4 +86,16 @@ PyObject *md_flat_unpickle_py(PyObject *module, PyObject *arg)
     Py_XDECREF(obj);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* blob_collector(list) -> callable: see oob.h, md_oob_collector. */
+PyObject *md_blob_collector(PyObject *module, PyObject *list)
+{
+    (void)module;
+    if (!PyList_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "blob_collector() takes a list, not %s",
+                     Py_TYPE(list)->tp_name);
+        return NULL;
+    }
+    return md_oob_collector(list);
 }

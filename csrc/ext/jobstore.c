@@ -3,6 +3,7 @@
  * the GIL, under a per-object lock so that threads sharing a JobStore never
  * race on its read offset. */
 #include "ext.h"
+#include "oob.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -745,6 +746,32 @@ static PyObject *job_store_wait(PyObject *op, PyObject *args)
     }
 }
 
+/* loads(data) -> object: unpickles an authenticated pickle of this job; one
+ * whose large buffers are blobs has them read from the job folder and
+ * checked first (IntegrityError naming the blob when one was changed). */
+static PyObject *job_store_loads(PyObject *op, PyObject *arg)
+{
+    JobStoreObject *self = (JobStoreObject *)op;
+    md_module_state *state = state_of(self);
+    Py_buffer view;
+    md_error err;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    if (!md_oob_is(view.buf, (size_t)view.len)) {
+        /* a plain pickle: handed on as it is, no copy */
+        PyBuffer_Release(&view);
+        return PyObject_CallOneArg(state->pickle_loads, arg);
+    }
+    PyObject *result = md_oob_loads(view.buf, (size_t)view.len, self->dir, &self->key,
+                                    state->pickle_loads, &err);
+    PyBuffer_Release(&view);
+    if (result == NULL && err.code != MD_OK) {
+        return md_raise(state, &err, "reading a value");
+    }
+    return result;
+}
+
 /* ------------------------------------------------------------ attributes */
 
 static PyObject *job_store_get_path(PyObject *op, void *closure)
@@ -767,6 +794,9 @@ static PyGetSetDef job_store_getset[] = {
 static PyMethodDef job_store_methods[] = {
     {"definition", job_store_definition, METH_NOARGS,
      PyDoc_STR("definition() -> dict\n\nThe authenticated job definition.")},
+    {"loads", job_store_loads, METH_O,
+     PyDoc_STR("loads(data) -> object\n\nUnpickles a value or kwargs pickle of this job, "
+               "reading and checking the blobs it names.")},
     {"kwargs", job_store_kwargs, METH_NOARGS,
      PyDoc_STR("kwargs() -> list[bytes]\n\nThe pickled kwargs of every task, in task order.")},
     {"status", job_store_status, METH_NOARGS,
@@ -832,9 +862,62 @@ typedef struct {
     size_t definition_len;
     uint64_t task_count;
     uint64_t shard_size;
-    const uint8_t *const *items;
-    const size_t *item_lens;
+    const uint8_t **items;       /* pickles; those with blobs are replaced by their wrappers */
+    size_t *item_lens;
+    /* Tasks whose pickle has out-of-band buffers: task oob_tasks[k] owns
+     * views[oob_first[k] .. oob_first[k] + oob_counts[k]). */
+    size_t oob_task_count;
+    const size_t *oob_tasks;
+    const size_t *oob_first;
+    const size_t *oob_counts;
+    const Py_buffer *views;
+    size_t view_count;
 } job_layout;
+
+/* Writes every out-of-band buffer once, as <job>/blobs/<nonce>, and points
+ * each task that has some at its wrapper (pickle + blob references) in
+ * wrapped, which must outlive the shards' writing. */
+static int write_blobs(const job_layout *layout, md_buf *wrapped, md_error *err)
+{
+    int rc = MD_OK;
+    md_blob_ref *refs = NULL;
+    size_t *offsets = NULL;
+
+    if (layout->oob_task_count == 0) {
+        return MD_OK;
+    }
+    refs = calloc(layout->view_count, sizeof *refs);
+    offsets = calloc(layout->oob_task_count + 1, sizeof *offsets);
+    if (refs == NULL || offsets == NULL) {
+        rc = md_fail(err, MD_ENOMEM, "out of memory for %zu blob references", layout->view_count);
+        goto cleanup;
+    }
+    rc = md_store_mkdir(layout->dir, MD_STORE_BLOBS_DIR, 0700, 0, err);
+    for (size_t j = 0; rc == MD_OK && j < layout->view_count; j++) {
+        const Py_buffer *view = &layout->views[j];
+        rc = md_blob_write(layout->dir, layout->key, view->buf, (size_t)view->len, &refs[j], err);
+        refs[j].readonly = view->readonly ? 1 : 0;
+    }
+    for (size_t k = 0; rc == MD_OK && k < layout->oob_task_count; k++) {
+        size_t task = layout->oob_tasks[k];
+        offsets[k] = wrapped->len;
+        rc = md_oob_encode(layout->items[task], layout->item_lens[task],
+                           refs + layout->oob_first[k], layout->oob_counts[k], wrapped, err);
+    }
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
+    offsets[layout->oob_task_count] = wrapped->len;
+    for (size_t k = 0; k < layout->oob_task_count; k++) {
+        size_t task = layout->oob_tasks[k];
+        layout->items[task] = wrapped->data + offsets[k];
+        layout->item_lens[task] = offsets[k + 1] - offsets[k];
+    }
+cleanup:
+    free(refs);
+    free(offsets);
+    return rc;
+}
 
 /* whole: written to a temporary name and renamed, so that other processes
  * never see it partly written: the definition, whose presence tells a
@@ -872,12 +955,14 @@ static int write_layout(const job_layout *layout, md_error *err)
 {
     md_buf payload;
     md_buf scratch;
+    md_buf wrapped;
     char name[64];
     int rc;
     md_status status;
 
     md_buf_init(&payload);
     md_buf_init(&scratch);
+    md_buf_init(&wrapped);
     rc = md_store_create_unsynced(layout->dir, MD_STORE_KEY, layout->key->bytes, MD_KEY_LEN, 0600,
                                   err);
     if (rc != MD_OK) {
@@ -890,13 +975,18 @@ static int write_layout(const job_layout *layout, md_error *err)
             goto cleanup;
         }
     }
+    rc = write_blobs(layout, &wrapped, err);
+    if (rc != MD_OK) {
+        goto cleanup;
+    }
     for (uint64_t first = 0; first < layout->task_count; first += layout->shard_size) {
         uint64_t count = layout->task_count - first;
         if (count > layout->shard_size) {
             count = layout->shard_size;
         }
         md_buf_clear(&payload);
-        rc = md_bins_encode(layout->items + first, layout->item_lens + first, (size_t)count,
+        rc = md_bins_encode((const uint8_t *const *)(layout->items + first),
+                            layout->item_lens + first, (size_t)count,
                             &payload, err);
         if (rc == MD_OK) {
             rc = md_shard_name(name, sizeof name, first / layout->shard_size, err);
@@ -928,6 +1018,7 @@ static int write_layout(const job_layout *layout, md_error *err)
 cleanup:
     md_buf_free(&payload);
     md_buf_free(&scratch);
+    md_buf_free(&wrapped);
     return rc;
 }
 
@@ -971,8 +1062,16 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
     PyObject *definition_copy = NULL;
     PyObject *items_arg = NULL;
     PyObject *items = NULL;
+    PyObject *job_dir = NULL;
     const uint8_t **pointers = NULL;
     size_t *lens = NULL;
+    size_t *oob_tasks = NULL;
+    size_t *oob_first = NULL;
+    size_t *oob_counts = NULL;
+    Py_buffer *views = NULL;
+    size_t view_count = 0;
+    size_t view_cap = 0;
+    size_t oob_task_count = 0;
     PyObject *result = NULL;
     Py_ssize_t shard_size = 0;
     md_buf definition_bytes;
@@ -1006,18 +1105,75 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(items, i);
+        PyObject *buffers = NULL;
+        /* (pickle, [buffers]): a pickle whose buffers travel out of band */
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2 &&
+            PyList_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            buffers = PyTuple_GET_ITEM(item, 1);
+            item = PyTuple_GET_ITEM(item, 0);
+        }
         if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "kwargs[%zd] must be bytes, not %.100s", i,
-                         Py_TYPE(item)->tp_name);
+            PyErr_Format(PyExc_TypeError, "kwargs[%zd] must be bytes or (bytes, list), not %.100s",
+                         i, Py_TYPE(item)->tp_name);
             goto cleanup;
         }
         pointers[i] = (const uint8_t *)PyBytes_AS_STRING(item);
         lens[i] = (size_t)PyBytes_GET_SIZE(item);
+        if (buffers == NULL || PyList_GET_SIZE(buffers) == 0) {
+            continue;
+        }
+        Py_ssize_t n = PyList_GET_SIZE(buffers);
+        if ((size_t)n > MD_OOB_MAX_BLOBS) {
+            PyErr_Format(PyExc_ValueError, "kwargs[%zd] has %zd large buffers, at most %u", i, n,
+                         MD_OOB_MAX_BLOBS);
+            goto cleanup;
+        }
+        if (oob_tasks == NULL) {
+            oob_tasks = PyMem_Calloc((size_t)count, sizeof *oob_tasks);
+            oob_first = PyMem_Calloc((size_t)count, sizeof *oob_first);
+            oob_counts = PyMem_Calloc((size_t)count, sizeof *oob_counts);
+            if (oob_tasks == NULL || oob_first == NULL || oob_counts == NULL) {
+                PyErr_NoMemory();
+                goto cleanup;
+            }
+        }
+        if (view_count + (size_t)n > view_cap) {
+            size_t cap = (view_cap == 0 ? 8 : view_cap * 2) + (size_t)n;
+            Py_buffer *grown = PyMem_Realloc(views, cap * sizeof *views);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto cleanup;
+            }
+            views = grown;
+            view_cap = cap;
+        }
+        oob_tasks[oob_task_count] = (size_t)i;
+        oob_first[oob_task_count] = view_count;
+        oob_counts[oob_task_count] = (size_t)n;
+        oob_task_count++;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            if (PyObject_GetBuffer(PyList_GET_ITEM(buffers, j), &views[view_count],
+                                   PyBUF_CONTIG_RO) != 0) {
+                goto cleanup;
+            }
+            view_count++;
+        }
     }
     shard_size = shard_tasks(shard_size, lens, (size_t)count);
     definition_copy = PyDict_Copy(definition);
     if (definition_copy == NULL || set_count(definition_copy, "task_count", (uint64_t)count) < 0 ||
         set_count(definition_copy, "shard_size", (uint64_t)shard_size) < 0) {
+        goto cleanup;
+    }
+    /* Workers find the blobs by the folder's absolute path: they run in the
+     * submitter's working folder, not in the job's. */
+    if (PyBytes_AS_STRING(path)[0] == '/') {
+        job_dir = PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(path));
+        if (job_dir == NULL || PyDict_SetItemString(definition_copy, "job_dir", job_dir) < 0) {
+            goto cleanup;
+        }
+    } else if (oob_task_count > 0) {
+        PyErr_SetString(PyExc_ValueError, "a job with large buffers needs an absolute path");
         goto cleanup;
     }
     if (md_pack_object(definition_copy, &definition_bytes) < 0) {
@@ -1035,7 +1191,8 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
     job_id[32] = '\0';
     job_layout layout = {PyBytes_AS_STRING(path), &key, job_id, definition_bytes.data,
                          definition_bytes.len, (uint64_t)count, (uint64_t)shard_size,
-                         pointers, lens};
+                         pointers, lens, oob_task_count, oob_tasks, oob_first, oob_counts,
+                         views, view_count};
     Py_BEGIN_ALLOW_THREADS
     rc = mkdir(layout.dir, 0700) == 0 ? MD_OK : md_fail_errno(&err, errno, "mkdir");
     if (rc == MD_OK) {
@@ -1050,6 +1207,14 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     result = PyUnicode_FromString(job_id);
 cleanup:
+    for (size_t j = 0; j < view_count; j++) {
+        PyBuffer_Release(&views[j]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(oob_tasks);
+    PyMem_Free(oob_first);
+    PyMem_Free(oob_counts);
+    Py_XDECREF(job_dir);
     Py_XDECREF(path);
     Py_XDECREF(items);
     Py_XDECREF(definition_copy);

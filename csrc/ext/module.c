@@ -65,8 +65,12 @@ static PyMethodDef module_methods[] = {
     {"first_bad_kwargs", md_first_bad_kwargs, METH_O,
      PyDoc_STR("first_bad_kwargs(list) -> int\n\n"
                "The index of the first element that is not a dict with str keys, or -1.")},
+    {"blob_collector", md_blob_collector, METH_O,
+     PyDoc_STR("blob_collector(list) -> callable\n\n"
+               "A buffer_callback for pickle.dumps that keeps buffers of BLOB_THRESHOLD bytes "
+               "or more out of band, appending them to list.")},
     {"flat_pickles", md_flat_pickles, METH_O,
-     PyDoc_STR("flat_pickles(list) -> list[bytes | None]\n\n"
+     PyDoc_STR("flat_pickles(list) -> list[bytes | tuple[bytes, list[bytes]] | None]\n\n"
                "Protocol 5 pickles of the dicts whose keys are str and values None, bool, int\n"
                "(64-bit), float, str or bytes; None for any other element.")},
     {"flat_unpickle", md_flat_unpickle_py, METH_O,
@@ -96,6 +100,7 @@ static int module_exec(PyObject *module)
 {
     md_module_state *state = md_state_of_module(module);
     PyObject *storage_bases = NULL;
+    PyObject *pickle = NULL;
     int rc = -1;
 
     if (add_exception(module, &state->error, "MapDeployError", NULL,
@@ -126,11 +131,18 @@ static int module_exec(PyObject *module)
     if (md_result_table_add_type(module, state) < 0) {
         goto cleanup;
     }
-    if (PyModule_AddIntConstant(module, "FORMAT_VERSION", (long)MD_FORMAT_VERSION) < 0) {
+    if (PyModule_AddIntConstant(module, "FORMAT_VERSION", (long)MD_FORMAT_VERSION) < 0 ||
+        PyModule_AddIntConstant(module, "BLOB_THRESHOLD", (long)MD_BLOB_THRESHOLD) < 0) {
+        goto cleanup;
+    }
+    pickle = PyImport_ImportModule("pickle");
+    state->pickle_loads = pickle != NULL ? PyObject_GetAttrString(pickle, "loads") : NULL;
+    if (state->pickle_loads == NULL) {
         goto cleanup;
     }
     rc = 0;
 cleanup:
+    Py_XDECREF(pickle);
     Py_XDECREF(storage_bases);
     return rc;
 }
@@ -145,6 +157,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->job_store_type);
     Py_VISIT(state->result_table_type);
     Py_VISIT(state->result_column_type);
+    Py_VISIT(state->pickle_loads);
     return 0;
 }
 
@@ -158,6 +171,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(state->job_store_type);
     Py_CLEAR(state->result_table_type);
     Py_CLEAR(state->result_column_type);
+    Py_CLEAR(state->pickle_loads);
     return 0;
 }
 

@@ -10,7 +10,8 @@ enum {
     OP_PROTO = 0x80, OP_EMPTY_DICT = '}', OP_MARK = '(', OP_SETITEMS = 'u', OP_STOP = '.',
     OP_NONE = 'N', OP_NEWTRUE = 0x88, OP_NEWFALSE = 0x89, OP_BININT1 = 'K', OP_BININT2 = 'M',
     OP_BININT = 'J', OP_LONG1 = 0x8a, OP_BINFLOAT = 'G', OP_SHORT_BINUNICODE = 0x8c,
-    OP_BINUNICODE = 'X', OP_SHORT_BINBYTES = 'C', OP_BINBYTES = 'B'
+    OP_BINUNICODE = 'X', OP_SHORT_BINBYTES = 'C', OP_BINBYTES = 'B',
+    OP_NEXT_BUFFER = 0x97, OP_READONLY_BUFFER = 0x98
 };
 
 /* pickle.Pickler writes SETITEMS every 1,000 items; readers take any count,
@@ -19,6 +20,8 @@ enum {
 
 typedef struct {
     md_buf out;
+    PyObject **oob;  /* where the list of out-of-band buffers goes (made on first use),
+                        or NULL: everything in band */
 } flat_writer;
 
 /* The common case, room left in the buffer, without a call into the core:
@@ -137,6 +140,21 @@ static int put_value(flat_writer *w, PyObject *value)
         return put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, utf8, len);
     }
     if (PyBytes_CheckExact(value)) {
+        /* A large bytes goes out of band: pickle.loads(..., buffers=[b])
+         * pushes b itself for NEXT_BUFFER, and READONLY_BUFFER leaves a
+         * read-only object as it is, so the reader gets that bytes back. */
+        if (w->oob != NULL && (size_t)PyBytes_GET_SIZE(value) >= MD_BLOB_THRESHOLD) {
+            static const uint8_t ops[] = {OP_NEXT_BUFFER, OP_READONLY_BUFFER};
+            if (*w->oob == NULL && (*w->oob = PyList_New(0)) == NULL) {
+                PyErr_Clear();
+                return -1;
+            }
+            if (PyList_Append(*w->oob, value) != 0) {
+                PyErr_Clear();
+                return -1;
+            }
+            return put(w, ops, sizeof ops);
+        }
         return put_sized(w, OP_SHORT_BINBYTES, OP_BINBYTES, PyBytes_AS_STRING(value),
                          PyBytes_GET_SIZE(value));
     }
@@ -179,11 +197,12 @@ static int put_dict(flat_writer *w, PyObject *dict)
     return 0;
 }
 
-int md_flat_pickle(PyObject *obj, int dicts, md_buf *out)
+int md_flat_pickle(PyObject *obj, int dicts, md_buf *out, PyObject **oob)
 {
     static const uint8_t header[] = {OP_PROTO, 5};
     flat_writer w;
     int rc;
+    w.oob = oob;
     /* The writer appends to the caller's buffer: moved in and out, so that
      * its capacity is reused from one pickle to the next. */
     w.out = *out;

@@ -22,8 +22,14 @@
 /* Replaces out's contents with a pickle of obj when obj is None, a bool, an
  * int of 64 bits, a float, a str (no lone surrogates) or bytes; with dicts
  * set, also a dict (exactly dict) of str keys to such values.  0 written,
- * 1 obj is something else (nothing to report), -1 out of memory. */
-int md_flat_pickle(PyObject *obj, int dicts, md_buf *out);
+ * 1 obj is something else (nothing to report), -1 out of memory.
+ * With oob not NULL (and *oob NULL or a list), bytes of MD_BLOB_THRESHOLD
+ * or more are written out of band (NEXT_BUFFER, READONLY_BUFFER) and
+ * appended, in order, to the list *oob (made on the first one: a pickle
+ * without any costs no allocation); the pickle then needs
+ * pickle.loads(data, buffers=*oob).  On 1 or -1, *oob may hold items
+ * already: the caller drops it. */
+int md_flat_pickle(PyObject *obj, int dicts, md_buf *out, PyObject **oob);
 
 /* The object of a pickle made of the opcodes md_flat_pickle writes, or NULL
  * with *unknown set (and no exception) when it holds anything else, for

@@ -1,12 +1,67 @@
 /* Running tasks and the combiner; turning exceptions into task results. */
 #include "worker.h"
 #include "flatpickle.h"
+#include "oob.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+/* ---------------------------------------------------------------- blobs */
+
+/* The job folder as a C string in buf, or NULL when the definition has none
+ * (written before blobs existed): values then stay in band. */
+static const char *job_dir_of(const worker_ctx *ctx, char *buf, size_t buf_len)
+{
+    md_str dir = ctx->jobdef->job_dir;
+    if (dir.ptr == NULL || dir.len >= buf_len) {
+        return NULL;
+    }
+    memcpy(buf, dir.ptr, dir.len);
+    buf[dir.len] = '\0';
+    return buf;
+}
+
+/* A blob that fails its check fails the task that needed it, with the
+ * blob's path in the message (the supervisor never reads blobs). */
+static void raise_blob_error(const md_error *err)
+{
+    PyErr_Format(PyExc_RuntimeError, "mapdeploy: %s", err->message);
+}
+
+/* pickle.loads of item, which may be a wrapper naming blobs (oob.h);
+ * NULL with a Python exception on failure. */
+static PyObject *load_pickle(worker_ctx *ctx, const uint8_t *item, size_t len)
+{
+    char dir_buf[MD_PATH_MAX];
+    md_error err;
+    PyObject *obj = md_oob_loads(item, len, job_dir_of(ctx, dir_buf, sizeof dir_buf), &ctx->key,
+                                 ctx->pickle_loads, &err);
+    if (obj == NULL && err.code != MD_OK) {
+        raise_blob_error(&err);
+    }
+    return obj;
+}
+
+/* The pickle of a value whose large buffers went to oob: written as blobs,
+ * and the wrapper that names them returned.  NULL with an exception, or
+ * NULL with *not_written set and no exception when a blob could not be
+ * written (a full disk): the caller then sends the value in band. */
+static PyObject *wrap_value(worker_ctx *ctx, const uint8_t *pickle, size_t len, PyObject *oob,
+                            int *not_written)
+{
+    char dir_buf[MD_PATH_MAX];
+    md_error err;
+    PyObject *wrapped = md_oob_dumps(pickle, len, oob, job_dir_of(ctx, dir_buf, sizeof dir_buf),
+                                     &ctx->key, &err);
+    if (wrapped == NULL && err.code != MD_OK) {
+        fprintf(stderr, "mapdeploy-worker: %s; the value is sent in band\n", err.message);
+        *not_written = 1;
+    }
+    return wrapped;
+}
 
 /* ---------------------------------------------------------------- failures */
 
@@ -297,28 +352,53 @@ cleanup:
 
 /* Pickles a return value: plain pickle first (fast, and what the reader will
  * use), cloudpickle for what only it can pickle (lambdas, local classes). */
+static void store_value_as(worker_ctx *ctx, PyObject *value, md_task_result *r,
+                           worker_result_refs *refs, int blobs_allowed);
+
+/* Pickles a return value, its large buffers as blobs when the job has a
+ * folder for them.  A blob that cannot be written (disk full) sends the
+ * value in band instead: the supervisor then meets the full disk where it
+ * appends the result and fails the job as a whole, which resume completes,
+ * as for any value, rather than this task failing for good. */
 static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
                         worker_result_refs *refs)
 {
+    store_value_as(ctx, value, r, refs, 1);
+}
+
+static void store_value_as(worker_ctx *ctx, PyObject *value, md_task_result *r,
+                           worker_result_refs *refs, int blobs_allowed)
+{
     PyObject *args = NULL;
     PyObject *pickled = NULL;
+    PyObject *oob = NULL;
+    PyObject *dumps_kwargs = NULL;
+    PyObject *collector = NULL;
     PyObject *exc = NULL;
     PyObject *name = NULL;
     PyObject *prefix = NULL;
     const char *prefix_utf8 = NULL;
+    char dir_buf[MD_PATH_MAX];
+    /* Large buffers go out of band only when the job has a folder to put
+     * them in (a definition written before blobs has none). */
+    int blobs = blobs_allowed && job_dir_of(ctx, dir_buf, sizeof dir_buf) != NULL;
+    int not_written = 0;
 
     /* A plain value (None, bool, int, float, str, bytes, or a dict of those
      * by str keys) is written without a Pickler (flatpickle.h). */
-    int flat = md_flat_pickle(value, 1, &ctx->pickle);
+    int flat = md_flat_pickle(value, 1, &ctx->pickle, blobs ? &oob : NULL);
     if (flat < 0) {
         PyErr_NoMemory();
         goto failed;
     }
     if (flat == 0) {
-        pickled = PyBytes_FromStringAndSize((const char *)ctx->pickle.data,
-                                            (Py_ssize_t)ctx->pickle.len);
+        if (oob != NULL)
+            pickled = wrap_value(ctx, ctx->pickle.data, ctx->pickle.len, oob, &not_written);
+        else
+            pickled = PyBytes_FromStringAndSize((const char *)ctx->pickle.data,
+                                                (Py_ssize_t)ctx->pickle.len);
         if (pickled == NULL)
-            goto failed;
+            goto not_stored;
         r->status = MD_TASK_COMPLETED;
         refs->value = pickled;
         pickled = NULL;
@@ -327,18 +407,40 @@ static void store_value(worker_ctx *ctx, PyObject *value, md_task_result *r,
     args = PyTuple_Pack(1, value);
     if (args == NULL)
         goto failed;
-    pickled = PyObject_Call(ctx->pickle_dumps, args, ctx->protocol_kwargs);
+    if (blobs) {
+        Py_XSETREF(oob, PyList_New(0));
+        if (oob == NULL)
+            goto failed;
+        /* numpy arrays and the like hand their data to buffer_callback */
+        collector = md_oob_collector(oob);
+        dumps_kwargs = collector != NULL ? PyDict_Copy(ctx->protocol_kwargs) : NULL;
+        if (dumps_kwargs == NULL ||
+            PyDict_SetItemString(dumps_kwargs, "buffer_callback", collector) != 0)
+            goto failed;
+    } else {
+        dumps_kwargs = Py_NewRef(ctx->protocol_kwargs);
+    }
+    pickled = PyObject_Call(ctx->pickle_dumps, args, dumps_kwargs);
     if (pickled == NULL) {
         PyErr_Clear();
+        if (oob != NULL && PyList_SetSlice(oob, 0, PY_SSIZE_T_MAX, NULL) != 0)
+            goto failed;
         PyObject *cloudpickle_dumps = worker_cloudpickle_dumps(ctx);
         if (cloudpickle_dumps != NULL)
-            pickled = PyObject_Call(cloudpickle_dumps, args, ctx->protocol_kwargs);
+            pickled = PyObject_Call(cloudpickle_dumps, args, dumps_kwargs);
     }
     if (pickled == NULL)
         goto unpicklable;
     if (!PyBytes_Check(pickled)) {
         PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
         goto failed;
+    }
+    if (oob != NULL && PyList_GET_SIZE(oob) > 0) {
+        PyObject *wrapped = wrap_value(ctx, (const uint8_t *)PyBytes_AS_STRING(pickled),
+                                       (size_t)PyBytes_GET_SIZE(pickled), oob, &not_written);
+        Py_SETREF(pickled, wrapped);
+        if (pickled == NULL)
+            goto not_stored;
     }
     r->status = MD_TASK_COMPLETED;
     refs->value = pickled;
@@ -363,6 +465,9 @@ unpicklable:
         fprintf(stderr, "mapdeploy-worker: out of memory reporting a failure\n");
     goto cleanup;
 
+not_stored:
+    if (not_written)
+        goto cleanup;   /* sent in band below */
 failed:
     r->status = MD_TASK_FAILED;
     if (worker_failure_from_error(ctx, NULL, &refs->failure) != 0)
@@ -373,6 +478,11 @@ cleanup:
     Py_XDECREF(exc);
     Py_XDECREF(pickled);
     Py_XDECREF(args);
+    Py_XDECREF(dumps_kwargs);
+    Py_XDECREF(collector);
+    Py_XDECREF(oob);
+    if (not_written)
+        store_value_as(ctx, value, r, refs, 0);
 }
 
 /* Calls callable(**kwargs) (kwargs NULL: a Python error is already set by
@@ -415,7 +525,6 @@ static void result_init(worker_ctx *ctx, uint64_t index, md_task_result *r,
 static void run_task(worker_ctx *ctx, uint64_t index, const uint8_t *item, size_t len,
                      md_task_result *r, worker_result_refs *refs)
 {
-    PyObject *bytes = NULL;
     PyObject *kwargs = NULL;
     double t0;
 
@@ -432,11 +541,8 @@ static void run_task(worker_ctx *ctx, uint64_t index, const uint8_t *item, size_
      * anything else by pickle.loads, as before. */
     int unknown = 0;
     kwargs = md_flat_unpickle(item, len, &unknown);
-    if (kwargs == NULL && unknown) {
-        bytes = PyBytes_FromStringAndSize((const char *)item, (Py_ssize_t)len);
-        if (bytes != NULL)
-            kwargs = PyObject_CallOneArg(ctx->pickle_loads, bytes);
-    }
+    if (kwargs == NULL && unknown)
+        kwargs = load_pickle(ctx, item, len);
     if (kwargs != NULL && !PyDict_Check(kwargs)) {
         Py_CLEAR(kwargs);
         PyErr_SetString(PyExc_TypeError, "parameter set entry is not a dict");
@@ -444,7 +550,6 @@ static void run_task(worker_ctx *ctx, uint64_t index, const uint8_t *item, size_
     call_and_record(ctx, ctx->fn, kwargs, t0, r, refs);
 cleanup:
     Py_XDECREF(kwargs);
-    Py_XDECREF(bytes);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -541,7 +646,6 @@ static int add_entry(void *opaque, const md_combine_entry *entry)
 {
     combine_visit *visit = opaque;
     PyObject *name = NULL;
-    PyObject *bytes = NULL;
     PyObject *value = NULL;
     int rc = 1;
 
@@ -552,11 +656,7 @@ static int add_entry(void *opaque, const md_combine_entry *entry)
     if (entry->value == NULL) {
         value = Py_NewRef(Py_None);
     } else {
-        bytes = PyBytes_FromStringAndSize((const char *)entry->value,
-                                          (Py_ssize_t)entry->value_len);
-        if (bytes == NULL)
-            goto cleanup;
-        value = PyObject_CallOneArg(visit->ctx->pickle_loads, bytes);
+        value = load_pickle(visit->ctx, entry->value, entry->value_len);
         if (value == NULL)
             goto cleanup;
     }
@@ -565,7 +665,6 @@ static int add_entry(void *opaque, const md_combine_entry *entry)
     rc = 0;
 cleanup:
     Py_XDECREF(value);
-    Py_XDECREF(bytes);
     Py_XDECREF(name);
     return rc;
 }

@@ -5,14 +5,12 @@ import datetime as _dt
 import html as _html
 import logging
 import os
-import pickle
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
 from . import _engine, _environment, _progress
 from ._mapdeploy import JobStore, ResultTable
-from ._pickling import loads
 from ._table import Table
 
 __all__ = ["Job"]
@@ -86,7 +84,7 @@ class Job:
 
     def _value(self, index: int) -> Any:
         data = self._results.value(index)
-        return None if data is None else loads(data)
+        return None if data is None else self._store.loads(data)
 
     def _ended_count(self) -> int:
         """Map tasks with a final result (Completed or Failed)."""
@@ -222,9 +220,10 @@ class Job:
 
     def _all_values(self) -> list[Any]:
         """Every map task's value, None for a task not Completed (one C loop over the values)."""
-        # pickle.loads itself rather than the loads wrapper: one Python call
-        # less per task; read_results_into authenticated every value.
-        return self._results.values(pickle.loads)
+        # the store's C loads rather than a Python wrapper: no Python call
+        # per task; read_results_into authenticated every value, and loads
+        # checks the blobs a value names.
+        return self._results.values(self._store.loads)
 
     def get_map_results(self, wait: bool = True) -> list[Any] | None:
         """The map results in parameter order, None for a failed task.
@@ -381,6 +380,7 @@ class Job:
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """{task name: the keyword arguments of that task}."""
+        loads = self._store.loads
         return {name: loads(data) for name, data in zip(self._task_names, self._store.kwargs())}
 
     def get_num_tasks(self) -> int:

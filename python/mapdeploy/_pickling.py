@@ -20,7 +20,7 @@ import cloudpickle
 
 from . import _code_filename
 from ._errors import SerializationError
-from ._mapdeploy import flat_pickles
+from ._mapdeploy import blob_collector, flat_pickles
 
 PROTOCOL = 5
 _MAIN_MARKER = b"__main__"
@@ -226,21 +226,50 @@ def dumps_function(func: Callable[..., Any], what: str) -> bytes:
             cloudpickle.unregister_pickle_by_value(by_value)
 
 
-def dumps_kwargs(kwargs: dict[str, Any], what: str) -> bytes:
-    """Pickle of one task's keyword arguments; SerializationError naming the bad value."""
+def dumps_kwargs(kwargs: dict[str, Any], what: str) -> Any:
+    """Pickle of one task's keyword arguments; SerializationError naming the bad value.
+
+    ``(pickle, buffers)`` when large buffers travel out of band (see
+    dumps_all_kwargs).
+    """
     try:
-        data = pickle.dumps(kwargs, protocol=PROTOCOL)
-        if _MAIN_MARKER not in data:
+        data = _OutOfBand(pickle.dumps)(kwargs)
+        if _MAIN_MARKER not in (data if isinstance(data, bytes) else data[0]):
             return data
     except Exception:  # noqa: BLE001 - fall back to cloudpickle, which handles more
         pass
     try:
-        return cloudpickle.dumps(kwargs, protocol=PROTOCOL)
+        return _OutOfBand(cloudpickle.dumps)(kwargs)
     except Exception:  # noqa: BLE001
         raise _fail(what, kwargs) from None
 
 
-def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[bytes]:
+class _OutOfBand:
+    """dumps(obj) with buffers of BLOB_THRESHOLD bytes or more out of band.
+
+    Calling it returns the pickle, or (pickle, buffers) when it has
+    out-of-band buffers (numpy arrays and anything else pickled through a
+    ``PickleBuffer``): create_job writes each buffer once as a blob. One
+    instance serves many dicts, so that a dict costs no new callback.
+    """
+
+    def __init__(self, dumps: Callable[..., bytes]) -> None:
+        self._dumps = dumps
+        self._buffers: list[Any] = []
+        self._callback = blob_collector(self._buffers)
+
+    def __call__(self, obj: Any) -> Any:
+        buffers = self._buffers
+        buffers.clear()   # left over from a dumps that failed
+        data = self._dumps(obj, protocol=PROTOCOL, buffer_callback=self._callback)
+        if not buffers:
+            return data
+        taken = buffers[:]
+        buffers.clear()
+        return data, taken
+
+
+def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[Any]:
     """Pickles of every task's keyword arguments, in order.
 
     Dicts of plain scalars are written by ``flat_pickles`` in C; the others
@@ -252,23 +281,24 @@ def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], st
     # Dicts of plain scalars (most parameter sets) are written by C with no
     # pickle module at all (~60 ns instead of ~1 us each; nothing in them can
     # refer to __main__); flat_pickles leaves None for every other dict.
-    pickled: list[bytes | None] = flat_pickles(kwargs_list)
+    pickled: list[Any] = flat_pickles(kwargs_list)
     if None not in pickled:
-        return pickled  # type: ignore[return-value]
+        return pickled
     rest = [i for i, data in enumerate(pickled) if data is None]
-    dumps = pickle.dumps
+    dumps = _OutOfBand(pickle.dumps)
     try:
         for i in rest:
-            pickled[i] = dumps(kwargs_list[i], PROTOCOL)
+            pickled[i] = dumps(kwargs_list[i])
     except Exception:  # noqa: BLE001 - some dict needs cloudpickle, or fails: one at a time
         for i in rest:
             pickled[i] = dumps_kwargs(kwargs_list[i], what(i))
-        return pickled  # type: ignore[return-value]
+        return pickled
     marker = _MAIN_MARKER
     for i in rest:
-        if marker in pickled[i]:  # type: ignore[operator]
+        data = pickled[i]
+        if marker in (data if isinstance(data, bytes) else data[0]):
             pickled[i] = dumps_kwargs(kwargs_list[i], what(i))
-    return pickled  # type: ignore[return-value]
+    return pickled
 
 
 def loads(data: bytes) -> Any:

@@ -168,7 +168,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     }
     supervisor = _engine.executable(_engine.SUPERVISOR)
     worker = _engine.executable(_engine.WORKER)
-    jobs_dir = _engine.jobs_dir()
+    jobs_dir = _engine.jobs_dir().absolute()  # workers find blobs by this path
     job_name = base_name
     for _ in range(_MAX_NAME_ATTEMPTS):
         definition["name"] = job_name

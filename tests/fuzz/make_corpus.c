@@ -277,6 +277,34 @@ int main(int argc, char **argv)
             rc = 1;
         }
     }
+    /* oob: a wrapper with two blob references, without its magic (the
+     * target prepends it), and one with none */
+    md_buf oob;
+    md_buf_init(&oob);
+    md_blob_ref refs[2];
+    memset(refs, 0, sizeof refs);
+    refs[0].length = (uint64_t)1 << 20;
+    refs[0].readonly = 1;
+    memset(refs[0].nonce, 0x11, MD_BLOB_NONCE_LEN);
+    memset(refs[0].tag, 0x22, MD_BLOB_TAG_LEN);
+    refs[1].length = (uint64_t)3 << 20;
+    memset(refs[1].nonce, 0x33, MD_BLOB_NONCE_LEN);
+    static const uint8_t two_buffers[] = {0x80, 0x05, '}', '(', 0x8c, 1, 'a', 0x97, 0x98,
+                                          0x8c, 1, 'b', 0x97, 'u', '.'};
+    if (rc == 0 && md_oob_encode(two_buffers, sizeof two_buffers, refs, 2, &oob, &err) == MD_OK) {
+        rc |= write_seed(root, "oob", "two-blobs", -1, oob.data + MD_OOB_MAGIC_LEN,
+                         oob.len - MD_OOB_MAGIC_LEN);
+    } else {
+        rc = 1;
+    }
+    md_buf_clear(&oob);
+    if (rc == 0 && md_oob_encode(two_buffers, sizeof two_buffers, refs, 0, &oob, &err) == MD_OK) {
+        rc |= write_seed(root, "oob", "no-blobs", -1, oob.data + MD_OOB_MAGIC_LEN,
+                         oob.len - MD_OOB_MAGIC_LEN);
+    } else {
+        rc = 1;
+    }
+    md_buf_free(&oob);
     if (rc == 0) {
         rc |= write_seed(root, "log", "torn-tail", -1, log.data, log.len / 2);
         rc |= write_seed(root, "log", "six-records", -1, log.data, log.len);
