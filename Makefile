@@ -40,7 +40,7 @@ ctest: $(CTEST_BIN)
 	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(CTEST_RUNNER) $$t; done
 
 $(BUILD)/mapdeploy-supervisor: $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a
-	$(CC) $(ALL_CFLAGS) $(WARN) $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(WARN) -pthread $(wildcard csrc/supervisor/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) -o $@
 
 $(BUILD)/mapdeploy-worker: $(wildcard csrc/worker/*.c csrc/worker/*.h csrc/pyshared/*) $(BUILD)/libmdcore.a
 	$(CC) $(ALL_CFLAGS) $(WARN) $(PY_EMBED_CFLAGS) -Icsrc/pyshared $(wildcard csrc/worker/*.c csrc/pyshared/*.c) $(BUILD)/libmdcore.a $(PKG_LIBS) $(PY_EMBED_LIBS) -o $@

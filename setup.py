@@ -88,7 +88,8 @@ class BuildWithExecutables(build_ext):
             SUPERVISOR_SOURCES, output_dir=os.path.join(self.build_temp, "exe"),
             include_dirs=include, extra_postargs=cflags)
         self.compiler.link_executable(supervisor_objects + core_objects, "mapdeploy-supervisor",
-                                      output_dir=bin_dir, extra_postargs=PKG_LIBS + SAN_FLAGS)
+                                      output_dir=bin_dir,
+                                      extra_postargs=PKG_LIBS + ["-pthread"] + SAN_FLAGS)
         worker_objects = self.compiler.compile(
             WORKER_SOURCES, output_dir=os.path.join(self.build_temp, "exe"),
             include_dirs=include + [os.path.join(HERE, "csrc", "pyshared"),

@@ -16,6 +16,8 @@
 
 #include "mdcore.h"
 
+#define MD_SPARE_WATCHES 8
+
 typedef struct {
     PyObject *error;            /* MapDeployError(Exception) */
     PyObject *integrity_error;  /* IntegrityError(MapDeployError): MAC check failed */
@@ -25,6 +27,12 @@ typedef struct {
     PyTypeObject *result_table_type;
     PyTypeObject *result_column_type;
     PyObject *pickle_loads;     /* pickle.loads */
+    /* inotify instances of JobStores that are gone, their watches removed,
+     * kept for the next JobStore: closing one waits for an RCU grace period
+     * in the kernel (10-20 ms), which would otherwise be paid by whatever
+     * drops the last reference to a Job (jobstore.c) */
+    int spare_watches[MD_SPARE_WATCHES];
+    int spare_watch_count;
 } md_module_state;
 
 md_module_state *md_state_of_module(PyObject *module);

@@ -25,6 +25,8 @@ typedef struct {
     size_t definition_len;
     uint64_t results_offset;       /* bytes of results/log already returned */
     int inotify_fd;                /* -1 until the first wait() */
+    int watch_dir;                 /* its watches: the folder, results/ (-1: none) */
+    int watch_results;
 } JobStoreObject;
 
 static void store_lock(JobStoreObject *self)
@@ -139,6 +141,8 @@ static PyObject *job_store_new(PyTypeObject *type, PyObject *args, PyObject *kwd
         return NULL;
     }
     self->inotify_fd = -1;
+    self->watch_dir = -1;
+    self->watch_results = -1;
     md_buf_init(&self->job_bytes);
     self->lock = PyThread_allocate_lock();
     if (self->lock == NULL) {
@@ -149,12 +153,38 @@ static PyObject *job_store_new(PyTypeObject *type, PyObject *args, PyObject *kwd
     return (PyObject *)self;
 }
 
+/* The inotify instance goes back to the module's spares without its
+ * watches (the IN_IGNORED events that leaves are drained on reuse). */
+static void release_watch(JobStoreObject *self, PyTypeObject *type)
+{
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);  /* a dealloc keeps the error being raised */
+    md_module_state *state = md_state_of_type(type);
+    if (state == NULL) {
+        PyErr_Clear();
+    }
+    int ok = state != NULL && state->spare_watch_count < MD_SPARE_WATCHES;
+    if (ok && self->watch_dir >= 0) {
+        ok = inotify_rm_watch(self->inotify_fd, self->watch_dir) == 0;
+    }
+    if (ok && self->watch_results >= 0) {
+        ok = inotify_rm_watch(self->inotify_fd, self->watch_results) == 0;
+    }
+    if (ok) {
+        state->spare_watches[state->spare_watch_count++] = self->inotify_fd;
+    } else {
+        (void)close(self->inotify_fd);
+    }
+    self->inotify_fd = -1;
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
 static void job_store_dealloc(PyObject *op)
 {
     JobStoreObject *self = (JobStoreObject *)op;
     PyTypeObject *type = Py_TYPE(op);
     if (self->inotify_fd >= 0) {
-        (void)close(self->inotify_fd);
+        release_watch(self, type);
     }
     if (self->lock != NULL) {
         PyThread_free_lock(self->lock);
@@ -674,32 +704,43 @@ cleanup:
     return result;
 }
 
-/* Watches the folder (status replaced, results appended) so that waiting
- * clients wake on change instead of polling. */
-static int start_watch(JobStoreObject *self, md_error *err)
-{
-    char results_dir[MD_PATH_MAX];
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) {
-        return md_fail_errno(err, errno, "inotify_init1");
-    }
-    if (inotify_add_watch(fd, self->dir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE) < 0) {
-        int saved = errno;
-        (void)close(fd);
-        return md_fail_errno(err, saved, "watching %s", self->dir);
-    }
-    if (md_path_join(results_dir, sizeof results_dir, self->dir, MD_STORE_RESULTS_DIR, err) == MD_OK) {
-        (void)inotify_add_watch(fd, results_dir, IN_MODIFY | IN_CREATE);
-    }
-    self->inotify_fd = fd;
-    return MD_OK;
-}
-
 static void drain_events(int fd)
 {
     char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (read(fd, events, sizeof events) > 0) {
     }
+}
+
+/* Watches the folder (status replaced, results appended) so that waiting
+ * clients wake on change instead of polling. */
+static int start_watch(JobStoreObject *self, md_error *err)
+{
+    char results_dir[MD_PATH_MAX];
+    md_module_state *state = state_of(self);
+    if (state == NULL) {
+        PyErr_Clear();  /* no spares then: a new instance */
+    }
+    int fd = -1;
+    if (state != NULL && state->spare_watch_count > 0) {
+        fd = state->spare_watches[--state->spare_watch_count];
+        drain_events(fd);  /* what the watches of its last JobStore left */
+    } else {
+        fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    }
+    if (fd < 0) {
+        return md_fail_errno(err, errno, "inotify_init1");
+    }
+    self->watch_dir = inotify_add_watch(fd, self->dir, IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE);
+    if (self->watch_dir < 0) {
+        int saved = errno;
+        (void)close(fd);
+        return md_fail_errno(err, saved, "watching %s", self->dir);
+    }
+    if (md_path_join(results_dir, sizeof results_dir, self->dir, MD_STORE_RESULTS_DIR, err) == MD_OK) {
+        self->watch_results = inotify_add_watch(fd, results_dir, IN_MODIFY | IN_CREATE);
+    }
+    self->inotify_fd = fd;
+    return MD_OK;
 }
 
 static PyObject *job_store_wait(PyObject *op, PyObject *args)

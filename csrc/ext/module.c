@@ -3,6 +3,8 @@
  * never share mutable C globals. */
 #include "ext.h"
 
+#include <unistd.h>
+
 #include <string.h>
 
 md_module_state *md_state_of_module(PyObject *module)
@@ -177,6 +179,11 @@ static int module_clear(PyObject *module)
 
 static void module_free(void *module)
 {
+    md_module_state *state = md_state_of_module((PyObject *)module);
+    for (int i = 0; i < state->spare_watch_count; i++) {
+        (void)close(state->spare_watches[i]);
+    }
+    state->spare_watch_count = 0;
     (void)module_clear((PyObject *)module);
 }
 

@@ -228,10 +228,6 @@ static int settle(sv_ctx *ctx, md_error *err)
     if (rc == 0 && !ctx->folder_durable && md_wall_time() - ctx->start_time >= SV_SYNC_SECONDS) {
         rc = sv_make_durable(ctx, err);
     }
-    if (rc == 0 && ctx->dirty_count > 0 &&
-        md_monotonic_time() - ctx->dirty_since >= SV_SYNC_SECONDS) {
-        rc = sv_sync_dirty(ctx, err);
-    }
     return rc;
 }
 

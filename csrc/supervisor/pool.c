@@ -437,15 +437,7 @@ int sv_pool_wait(sv_ctx *ctx, md_error *err)
         }
         double left_ms = (deadline - now) * 1000.0;
         int timeout = left_ms < POOL_TICK_MS ? (int)left_ms + 1 : POOL_TICK_MS;
-        int ready = poll(pfds, (nfds_t)n, ctx->dirty_count > 0 ? 0 : timeout);
-        if (ready == 0 && ctx->dirty_count > 0) {
-            /* nothing waits for us: the time to sync the finished jobs */
-            rc = sv_sync_dirty(ctx, err);
-            if (rc != 0) {
-                goto cleanup;
-            }
-            continue;
-        }
+        int ready = poll(pfds, (nfds_t)n, timeout);
         if (ready < 0 && errno != EINTR) {
             rc = md_fail_errno(err, errno, "poll");
             goto cleanup;
@@ -595,15 +587,11 @@ int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
  * asked) is told, so that it can count on no process of ours being left. */
 void sv_pool_close(sv_ctx *ctx)
 {
-    md_error err;
-    md_error_clear(&err);
-    if (sv_sync_dirty(ctx, &err) != 0) {
-        fprintf(stderr, "mapdeploy-supervisor: %s\n", err.message);
-    }
     pool_unlisten(ctx);
     if (ctx->workers != NULL) {
         sv_shutdown_workers(ctx);
     }
+    sv_syncer_stop(&ctx->syncer);  /* every finished job is on disk before we exit */
     if (ctx->pool_file_fd >= 0) {
         /* the name is removed while we still hold it, as budget.c does with
          * its registrations; a failure leaves a file whose lock is free,

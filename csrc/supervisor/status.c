@@ -3,7 +3,6 @@
  * here; end_time is set for every final state so clients can show how long
  * a job ran even when it failed or was canceled.
  */
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -67,43 +66,14 @@ int sv_make_durable(sv_ctx *ctx, md_error *err)
     return rc;
 }
 
-/* A pool syncs the folders of the jobs it finished as a group, at most
- * SV_SYNC_SECONDS after the first of them ended (the bound the results log
- * has anyway), or as soon as it has nothing else to do: a client that
- * submits its next job at once does not wait for the last one's fsyncs. */
+/* A pool hands the folders of the jobs it finished to its syncer thread, so
+ * that a client that submits its next job at once does not wait for the last
+ * one's fsyncs (syncer.c). */
 int sv_sync_later(sv_ctx *ctx, md_error *err)
 {
-    if (ctx->dirty_count == SV_MAX_DIRTY) {
-        int rc = sv_sync_dirty(ctx, err);
-        if (rc != 0) {
-            return rc;
-        }
+    int rc = sv_syncer_start(&ctx->syncer, err);
+    if (rc == 0) {
+        rc = sv_syncer_queue(&ctx->syncer, ctx->job_dir, err);
     }
-    char *copy = strdup(ctx->job_dir);
-    if (copy == NULL) {
-        return md_fail(err, MD_ENOMEM, "out of memory");
-    }
-    if (ctx->dirty_count == 0) {
-        ctx->dirty_since = md_monotonic_time();
-    }
-    ctx->dirty[ctx->dirty_count++] = copy;
-    return 0;
-}
-
-int sv_sync_dirty(sv_ctx *ctx, md_error *err)
-{
-    int rc = 0;
-    for (size_t i = 0; i < ctx->dirty_count; i++) {
-        md_error inner;
-        md_error_clear(&inner);
-        /* a folder deleted since (mapdeploy delete) needs nothing */
-        if (rc == 0 && sv_sync_job_folder(ctx->dirty[i], &inner) != 0 &&
-            inner.code != MD_ENOENT) {
-            rc = md_fail(err, inner.code, "%s", inner.message);
-        }
-        free(ctx->dirty[i]);
-        ctx->dirty[i] = NULL;
-    }
-    ctx->dirty_count = 0;
     return rc;
 }

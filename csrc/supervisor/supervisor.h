@@ -8,6 +8,7 @@
 #ifndef MAPDEPLOY_SUPERVISOR_H
 #define MAPDEPLOY_SUPERVISOR_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -36,7 +37,7 @@
 #define SV_MAX_BUDGET 4096u        /* slot files tried; far above any core count */
 #define SV_POOL_NAME_MAX 64u       /* hex digits of a pool name */
 #define SV_POOL_STOP 2             /* sv_pool_wait's request: stop */
-#define SV_MAX_DIRTY 64u           /* finished job folders a pool syncs as a group */
+#define SV_SYNC_QUEUE 64u          /* finished job folders waiting for the syncer */
 #define SV_RECYCLE_GROWTH ((int64_t)256 << 20)  /* a worker whose peak memory grew by more
                                                    is not kept warm: a fresh one replaces it */
 
@@ -106,6 +107,18 @@ typedef struct {
     uint32_t attempt;
 } sv_suspect;
 
+/* syncer.c: a pool's thread that syncs finished job folders.  Only queue,
+ * len and stop are shared, under lock. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;  /* queue or stop changed */
+    pthread_t thread;
+    char *queue[SV_SYNC_QUEUE];
+    size_t len;
+    int stop;
+    int started;             /* main thread only */
+} sv_syncer;
+
 typedef struct {
     /* command line */
     const char *job_dir;
@@ -122,9 +135,7 @@ typedef struct {
     char job_dir_buf[MD_PATH_MAX];  /* job_dir of the jobs after the first */
     md_key warm_key;        /* what the kept workers know: the last job's key */
     char warm_job_id[MD_JOB_ID_MAX + 1];
-    char *dirty[SV_MAX_DIRTY];  /* finished job folders not synced yet (sv_sync_later) */
-    size_t dirty_count;
-    double dirty_since;     /* monotonic time the oldest of them ended */
+    sv_syncer syncer;       /* syncs finished job folders off the main thread */
 
     int lock_fd;
     int notify_fd;        /* --daemonize pipe to the waiting parent; -1 after */
@@ -229,7 +240,11 @@ int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *er
 int sv_make_durable(sv_ctx *ctx, md_error *err);
 int sv_sync_job_folder(const char *job_dir, md_error *err);
 int sv_sync_later(sv_ctx *ctx, md_error *err);
-int sv_sync_dirty(sv_ctx *ctx, md_error *err);
+
+/* syncer.c */
+int sv_syncer_start(sv_syncer *s, md_error *err);
+int sv_syncer_queue(sv_syncer *s, const char *job_dir, md_error *err);
+void sv_syncer_stop(sv_syncer *s);
 
 /* workers.c */
 int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err);
