@@ -66,14 +66,15 @@ int sv_make_durable(sv_ctx *ctx, md_error *err)
     return rc;
 }
 
-/* A pool hands the folders of the jobs it finished to its syncer thread, so
- * that a client that submits its next job at once does not wait for the last
- * one's fsyncs (syncer.c). */
+/* A pool leaves the syncing of the jobs it finished to its syncer thread,
+ * which syncs them as a group (syncer.c): a client that submits its next job
+ * at once neither waits for the last one's fsyncs nor queues behind them in
+ * the filesystem's journal. */
 int sv_sync_later(sv_ctx *ctx, md_error *err)
 {
-    int rc = sv_syncer_start(&ctx->syncer, err);
+    int rc = sv_syncer_start(&ctx->syncer, ctx->job_dir, err);
     if (rc == 0) {
-        rc = sv_syncer_queue(&ctx->syncer, ctx->job_dir, err);
+        sv_syncer_mark(&ctx->syncer);
     }
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "mdcore.h"
 
@@ -30,6 +31,7 @@
 #define SV_POLL_MS 100
 #define SV_CANCEL_CHECK_SECONDS 0.1
 #define SV_SYNC_SECONDS 1.0
+#define SV_SYNC_SECONDS_WHOLE 1    /* the same, for the syncer's timed wait */
 #define SV_EOF_GRACE_SECONDS 2.0   /* socket closed but process not gone yet */
 #define SV_REAP_SECONDS 1.0        /* at shutdown, before SIGKILL */
 #define SV_MAX_READ_FRAME ((size_t)1 << 30)
@@ -37,7 +39,6 @@
 #define SV_MAX_BUDGET 4096u        /* slot files tried; far above any core count */
 #define SV_POOL_NAME_MAX 64u       /* hex digits of a pool name */
 #define SV_POOL_STOP 2             /* sv_pool_wait's request: stop */
-#define SV_SYNC_QUEUE 64u          /* finished job folders waiting for the syncer */
 #define SV_RECYCLE_GROWTH ((int64_t)256 << 20)  /* a worker whose peak memory grew by more
                                                    is not kept warm: a fresh one replaces it */
 
@@ -107,16 +108,17 @@ typedef struct {
     uint32_t attempt;
 } sv_suspect;
 
-/* syncer.c: a pool's thread that syncs finished job folders.  Only queue,
- * len and stop are shared, under lock. */
+/* syncer.c: a pool's thread that syncs finished jobs to disk as a group.
+ * pending, pending_since and stop are shared, under lock. */
 typedef struct {
     pthread_mutex_t lock;
-    pthread_cond_t changed;  /* queue or stop changed */
+    pthread_cond_t changed;        /* pending or stop changed (CLOCK_MONOTONIC) */
     pthread_t thread;
-    char *queue[SV_SYNC_QUEUE];
-    size_t len;
+    int folder_fd;                 /* a folder on the jobs' filesystem */
+    int pending;                   /* a job ended since the last sync */
+    struct timespec pending_since;
     int stop;
-    int started;             /* main thread only */
+    int started;                   /* main thread only */
 } sv_syncer;
 
 typedef struct {
@@ -242,8 +244,8 @@ int sv_sync_job_folder(const char *job_dir, md_error *err);
 int sv_sync_later(sv_ctx *ctx, md_error *err);
 
 /* syncer.c */
-int sv_syncer_start(sv_syncer *s, md_error *err);
-int sv_syncer_queue(sv_syncer *s, const char *job_dir, md_error *err);
+int sv_syncer_start(sv_syncer *s, const char *folder, md_error *err);
+void sv_syncer_mark(sv_syncer *s);
 void sv_syncer_stop(sv_syncer *s);
 
 /* workers.c */
