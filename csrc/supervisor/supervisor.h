@@ -31,7 +31,6 @@
 #define SV_POLL_MS 100
 #define SV_CANCEL_CHECK_SECONDS 0.1
 #define SV_SYNC_SECONDS 1.0
-#define SV_SYNC_SECONDS_WHOLE 1    /* the same, for the syncer's timed wait */
 #define SV_EOF_GRACE_SECONDS 2.0   /* socket closed but process not gone yet */
 #define SV_REAP_SECONDS 1.0        /* at shutdown, before SIGKILL */
 #define SV_MAX_READ_FRAME ((size_t)1 << 30)

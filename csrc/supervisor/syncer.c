@@ -39,7 +39,9 @@ static void *syncer_main(void *arg)
             break;  /* stopping, nothing left */
         }
         struct timespec due = s->pending_since;
-        due.tv_sec += SV_SYNC_SECONDS_WHOLE;
+        long long due_ns = (long long)due.tv_nsec + (long long)(SV_SYNC_SECONDS * 1e9);
+        due.tv_sec += (time_t)(due_ns / 1000000000LL);
+        due.tv_nsec = (long)(due_ns % 1000000000LL);
         while (!s->stop && pthread_cond_timedwait(&s->changed, &s->lock, &due) != ETIMEDOUT) {
         }
         s->pending = 0;
