@@ -23,23 +23,50 @@ from conftest import children, pid_alive, supervisor_pid, wait_until
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-def _is_ours(pid: int) -> bool:
-    """A worker, or a supervisor's child about to exec one (it holds its slot already).
+def _worker_identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) of a worker process, zombie or not; None for any other process.
 
-    Other children are not workers: a sanitizer build's supervisor starts
-    llvm-symbolizer at exit to match its leak suppressions.
+    Only processes that have exec'd the worker count. A supervisor's child
+    before its exec has the supervisor's name, and so has the child a
+    sanitizer build's supervisor forks at exit to start llvm-symbolizer, which
+    closes every descriptor before its exec and so lives for milliseconds.
     """
     try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return handle.read().startswith("mapdeploy-")
-    except FileNotFoundError:
-        return False
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    if not name.startswith("mapdeploy-work"):
+        return None
+    return pid, int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def worker_identities(job) -> set[tuple[int, int]]:
+    """The job's supervisor's worker processes now (empty once it has ended)."""
+    pid = supervisor_pid(job)
+    found = (_worker_identity(child) for child in children(pid)) if pid else ()
+    return {identity for identity in found if identity is not None}
 
 
 def workers_of(job) -> int:
-    """Worker processes of the job's supervisor now (0 once it has ended)."""
-    pid = supervisor_pid(job)
-    return sum(1 for child in children(pid) if _is_ours(child)) if pid else 0
+    """How many worker processes the job's supervisor has now."""
+    return len(worker_identities(job))
+
+
+def workers_at_once(jobs) -> int:
+    """How many workers of these jobs were all alive at one instant.
+
+    Reading one job's workers and then another's is not one instant: a slot
+    given back between the two reads would be counted twice.  So every job is
+    read twice, in the same order, and only the workers seen both times are
+    counted: each of those was alive from its job's first read to its second,
+    and every such span covers the time between the last first read and the
+    first second read.
+    """
+    first = [worker_identities(job) for job in jobs]
+    second = [worker_identities(job) for job in jobs]
+    return sum(len(before & after) for before, after in zip(first, second))
 
 
 def start_elsewhere(name: str, count: int, seconds: float, num_workers: int) -> subprocess.Popen:
@@ -75,7 +102,7 @@ def test_two_jobs_from_two_processes_share_the_budget_and_both_complete(monkeypa
     progress_side_by_side = False
     while any(job.get_status() == "Running" for job in jobs):
         counts = [workers_of(job) for job in jobs]
-        most = max(most, sum(counts))
+        most = max(most, workers_at_once(jobs))
         running = all(job.get_status() == "Running" for job in jobs)
         both_had_workers |= running and all(n >= 1 for n in counts)
         # each has results while the other still runs: they progress together
@@ -103,7 +130,7 @@ def test_a_second_job_gets_its_share_from_a_job_holding_every_slot(monkeypatch, 
     def shared() -> bool:
         nonlocal most
         a, b = workers_of(first), workers_of(second)
-        most = max(most, a + b)
+        most = max(most, workers_at_once([first, second]))
         return b == 2 and a <= 2
 
     # the first shrinks to 2 once its tasks in flight are answered (0.4 s each)
