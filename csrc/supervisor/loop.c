@@ -142,7 +142,9 @@ static int ensure_workers(sv_ctx *ctx, md_error *err)
     return 0;
 }
 
-static int dispatch_all(sv_ctx *ctx, md_error *err)
+/* Sends every ready worker what it can take now; before the loop runs, only
+ * a pool's warm workers are ready (see run_job). */
+int sv_dispatch_all(sv_ctx *ctx, md_error *err)
 {
     for (unsigned i = 0; i < ctx->num_workers; i++) {
         sv_worker *w = &ctx->workers[i];
@@ -219,7 +221,7 @@ static int settle(sv_ctx *ctx, md_error *err)
         rc = ensure_workers(ctx, err);
     }
     if (rc == 0) {
-        rc = dispatch_all(ctx, err);
+        rc = sv_dispatch_all(ctx, err);
     }
     if (rc == 0) {
         kill_lingering(ctx);

@@ -309,11 +309,16 @@ static int run_job(sv_ctx *ctx)
     }
     /* the log is read before Running is written so that num_workers in the
      * status already accounts for the tasks a previous run finished */
-    if (sv_log_resume(ctx, &err) != 0 || allocate_workers(ctx, &err) != 0 ||
-        sv_budget_open(ctx, &err) != 0) {
+    if (sv_log_resume(ctx, &err) != 0 || allocate_workers(ctx, &err) != 0) {
         return fail_job(ctx, err.message);
     }
     ctx->start_time = md_wall_time();
+    /* A pool's warm workers hold their slots already: their first tasks go
+     * out now and run while the job registers and is marked Running, which
+     * are file-system operations that cost more than a short task. */
+    if (sv_dispatch_all(ctx, &err) != 0 || sv_budget_open(ctx, &err) != 0) {
+        return fail_job(ctx, err.message);
+    }
     if (sv_write_status(ctx, MD_STATE_RUNNING, NULL, &err) != 0) {
         return fail_job(ctx, err.message);
     }

@@ -309,6 +309,7 @@ int sv_reap_workers(sv_ctx *ctx, md_error *err);
 
 /* loop.c */
 sv_run_outcome sv_run(sv_ctx *ctx, md_error *err);
+int sv_dispatch_all(sv_ctx *ctx, md_error *err);
 int sv_read_signals(sv_ctx *ctx);
 
 /* combine.c */
