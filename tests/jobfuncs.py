@@ -69,6 +69,10 @@ def whoami():
     return os.getpid()
 
 
+def environment_variable(name):
+    return os.environ.get(name)
+
+
 def cwd_and_path():
     return os.getcwd(), list(sys.path)
 

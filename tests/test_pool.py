@@ -104,6 +104,18 @@ def test_another_environment_gets_another_pool(monkeypatch):
     assert supervisor_pid(second) in [p["pid"] for p in pools(None)]
 
 
+def test_every_job_sees_the_environment_variables_its_client_had(monkeypatch):
+    seen = []
+    for value in ("one", "two", "one", None):
+        if value is None:
+            monkeypatch.delenv("MAPDEPLOY_TEST_MARKER")
+        else:
+            monkeypatch.setenv("MAPDEPLOY_TEST_MARKER", value)
+        job = run(jobfuncs.environment_variable, [{"name": "MAPDEPLOY_TEST_MARKER"}])
+        seen.append(job.get_results()[0])
+    assert seen == ["one", "two", "one", None]
+
+
 def test_linger_zero_leaves_no_process_once_the_job_ends(monkeypatch):
     monkeypatch.setenv("MAPDEPLOY_POOL_LINGER", "0")
     job = run(jobfuncs.whoami, [{}, {}])

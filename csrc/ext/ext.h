@@ -79,6 +79,9 @@ int md_spawn_supervisor(const char *supervisor, const char *worker, const char *
 int md_launch_supervisor(const char *supervisor, const char *worker, const char *dir,
                          const char *pool, const char *pool_dir, double linger,
                          md_error *err);
+/* pool_digest(parts): hex of the first 16 bytes of SHA-256 over parts and
+ * the sorted entries of the C environment, each followed by a NUL. */
+PyObject *md_pool_digest(PyObject *module, PyObject *parts);
 /* 1 when a process holds dir/supervisor.lock, 0 when none does. */
 int md_supervisor_alive(const char *dir, md_error *err);
 #endif

@@ -78,6 +78,10 @@ static PyMethodDef module_methods[] = {
     {"flat_unpickle", md_flat_unpickle_py, METH_O,
      PyDoc_STR("flat_unpickle(data) -> (True, object) | (False, None)\n\n"
                "Reads a pickle of the opcodes flat_pickles writes; (False, None) for any other.")},
+    {"pool_digest", md_pool_digest, METH_O,
+     PyDoc_STR("pool_digest(parts) -> str\n\n"
+               "32 hex digits of SHA-256 over the str parts and the sorted entries of the\n"
+               "process environment (the C one, which a spawned supervisor inherits).")},
     {"generate_key", generate_key, METH_NOARGS,
      PyDoc_STR("generate_key() -> bytes\n\n32 random bytes from OpenSSL.")},
     {NULL, NULL, 0, NULL}};

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 extern char **environ;
 
 #define SPAWN_OUTPUT_MAX 65536u
@@ -296,4 +298,87 @@ int md_supervisor_alive(const char *dir, md_error *err)
     }
     (void)close(fd);
     return alive;
+}
+
+/* ------------------------------------------------------------ pool_digest */
+
+static int compare_entries(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int digest_update(EVP_MD_CTX *md, const char *data, size_t len)
+{
+    static const char separator = '\0';
+    return EVP_DigestUpdate(md, data, len) == 1 && EVP_DigestUpdate(md, &separator, 1) == 1;
+}
+
+/* The C environment, not os.environ: it is what a spawned supervisor and
+ * its workers inherit (os.environ writes through to it with putenv). */
+PyObject *md_pool_digest(PyObject *module, PyObject *parts)
+{
+    (void)module;
+    PyObject *seq = NULL;
+    PyObject *result = NULL;
+    const char **entries = NULL;
+    EVP_MD_CTX *md = NULL;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    char hex[33];
+    int ok = 1;
+
+    seq = PySequence_Fast(parts, "parts must be a sequence of str");
+    if (seq == NULL) {
+        goto cleanup;
+    }
+    md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        PyErr_SetString(PyExc_RuntimeError, "pool_digest: OpenSSL SHA-256 is unavailable");
+        goto cleanup;
+    }
+    for (Py_ssize_t i = 0; ok && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *part = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyUnicode_Check(part)) {
+            PyErr_Format(PyExc_TypeError, "parts[%zd] must be str, not %.100s", i,
+                         Py_TYPE(part)->tp_name);
+            goto cleanup;
+        }
+        PyObject *encoded = PyUnicode_EncodeFSDefault(part);
+        if (encoded == NULL) {
+            goto cleanup;
+        }
+        ok = digest_update(md, PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded));
+        Py_DECREF(encoded);
+    }
+    size_t count = 0;
+    while (environ != NULL && environ[count] != NULL) {
+        count++;
+    }
+    entries = PyMem_Calloc(count + 1, sizeof *entries);
+    if (entries == NULL) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    for (size_t i = 0; i < count; i++) {
+        entries[i] = environ[i];
+    }
+    qsort(entries, count, sizeof *entries, compare_entries);
+    for (size_t i = 0; ok && i < count; i++) {
+        ok = digest_update(md, entries[i], strlen(entries[i]));
+    }
+    if (!ok || EVP_DigestFinal_ex(md, digest, &digest_len) != 1 || digest_len < 16) {
+        PyErr_SetString(PyExc_RuntimeError, "pool_digest: OpenSSL SHA-256 failed");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < 16; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    result = PyUnicode_FromStringAndSize(hex, 32);
+cleanup:
+    Py_XDECREF(seq);
+    PyMem_Free(entries);
+    EVP_MD_CTX_free(md);
+    return result;
 }

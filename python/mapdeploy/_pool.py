@@ -8,7 +8,6 @@ supervisor or a Python interpreter (docs/architecture.md, "Warm workers").
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _engine
+from ._mapdeploy import pool_digest
 
 DEFAULT_LINGER = 60.0
 MAX_LINGER = 86400.0
@@ -46,9 +46,8 @@ def pool_name(definition: dict[str, Any], supervisor: str, worker: str) -> str:
     parts += [repr(definition.get(key)) for key in (
         "python_version", "cwd", "executable", "prefix", "exec_prefix", "sys_path",
         "worker_memory_limit", "slots_dir")]
-    parts += [f"{key}={value}" for key, value in sorted(os.environ.items())]
-    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:32]
+    # with the process environment, which the pool's workers inherited
+    return pool_digest(parts)
 
 
 def _live_pools() -> list[tuple[str, int]]:
