@@ -25,19 +25,35 @@ def executable(name: str) -> str:
     return path
 
 
+# home_path() by what it depends on: a job asks for it several times, and
+# pathlib's expanduser/absolute cost ~25 us a call
+_HOME_PATHS: dict[tuple[str, str, str], Path] = {}
+
+
 def home_path() -> Path:
     """Where the session folder is (MAPDEPLOY_HOME, else ~/.mapdeploy), absolute; not created."""
-    # absolute: job folders are handed to a warm pool running in another directory
-    return Path(os.environ.get("MAPDEPLOY_HOME") or Path.home() / ".mapdeploy").expanduser().absolute()
+    configured = os.environ.get("MAPDEPLOY_HOME") or ""
+    # a relative MAPDEPLOY_HOME is relative to the working directory of the moment
+    cwd = os.getcwd() if configured and not configured.startswith("/") else ""
+    key = (configured, os.environ.get("HOME") or "", cwd)
+    found = _HOME_PATHS.get(key)
+    if found is None:
+        # absolute: job folders are handed to a warm pool running in another directory
+        found = Path(configured or Path.home() / ".mapdeploy").expanduser().absolute()
+        if len(_HOME_PATHS) >= 16:
+            _HOME_PATHS.clear()
+        _HOME_PATHS[key] = found
+    return found
 
 
 def home() -> Path:
     """The per-user session folder (MAPDEPLOY_HOME, else ~/.mapdeploy), created 0700 on first use."""
     root = home_path()
+    text = str(root)
     try:
         # the common case, on every job: everything is there already
-        if stat.S_IMODE(os.stat(root).st_mode) == 0o700 and all(
-                os.path.isdir(os.path.join(root, sub)) for sub in _SUBFOLDERS):
+        if stat.S_IMODE(os.stat(text).st_mode) == 0o700 and all(
+                os.path.isdir(f"{text}/{sub}") for sub in _SUBFOLDERS):
             return root
     except OSError:
         pass
