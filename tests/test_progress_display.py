@@ -102,6 +102,45 @@ def test_wait_with_a_timeout_returns_the_running_status():
     assert job.wait(progress=False) == "Canceled"
 
 
+class CountingStore:
+    """A job's store that records what each wait() of the client returned."""
+
+    def __init__(self, store):
+        self._store = store
+        self.changes = 0
+        self.results_waits = 0
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def wait(self, timeout, results=True):
+        changed = self._store.wait(timeout, results)
+        self.changes += changed
+        self.results_waits += results and timeout > 0
+        return changed
+
+
+def test_waiting_without_a_bar_wakes_for_status_changes_not_for_each_result():
+    job = gl.deploy.map_job.create(jobfuncs.sleep_then,
+                                   [{"x": i, "seconds": 0.01} for i in range(100)])
+    job._store = counting = CountingStore(job._store)
+    assert job.get_results() == list(range(100))
+    # results arrive in dozens of batches over half a second (each one woke the
+    # client: ~50 times); it wakes to start its watch and for the events of two
+    # status writes (a temporary file created, written, renamed), 3-4 times
+    assert counting.changes <= 10, f"woke {counting.changes} times"
+    assert counting.results_waits == 0
+
+
+def test_a_bar_is_updated_as_results_arrive(capsys):
+    job = gl.deploy.map_job.create(jobfuncs.sleep_then,
+                                   [{"x": i, "seconds": 0.01} for i in range(100)])
+    job._store = counting = CountingStore(job._store)
+    assert job.wait(progress=True) == "Completed"
+    assert counting.results_waits > 0
+    assert "100/100" in capsys.readouterr().err
+
+
 def test_wait_rejects_a_negative_timeout():
     job = gl.deploy.map_job.create(jobfuncs.add, [{"x": 1, "y": 1}])
     with pytest.raises(ValueError, match="timeout"):

@@ -704,10 +704,27 @@ cleanup:
     return result;
 }
 
-static void drain_events(int fd)
+/* Reads every pending event.  Returns 1 when one is about the folder itself
+ * (a status replaced, a cancel request), or about anything when
+ * results_too, or the queue overflowed (then nothing can be told apart). */
+static int drain_events(int fd, int watch_dir, int results_too)
 {
     char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (read(fd, events, sizeof events) > 0) {
+    int relevant = 0;
+    for (;;) {
+        ssize_t got = read(fd, events, sizeof events);
+        if (got <= 0) {
+            return relevant;
+        }
+        size_t offset = 0;
+        while (offset + sizeof(struct inotify_event) <= (size_t)got) {
+            struct inotify_event event;
+            memcpy(&event, events + offset, sizeof event);
+            if (results_too || event.wd == watch_dir || (event.mask & IN_Q_OVERFLOW) != 0) {
+                relevant = 1;
+            }
+            offset += sizeof event + event.len;
+        }
     }
 }
 
@@ -723,7 +740,7 @@ static int start_watch(JobStoreObject *self, md_error *err)
     int fd = -1;
     if (state != NULL && state->spare_watch_count > 0) {
         fd = state->spare_watches[--state->spare_watch_count];
-        drain_events(fd);  /* what the watches of its last JobStore left */
+        (void)drain_events(fd, -1, 1);  /* what the watches of its last JobStore left */
     } else {
         fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     }
@@ -743,12 +760,14 @@ static int start_watch(JobStoreObject *self, md_error *err)
     return MD_OK;
 }
 
-static PyObject *job_store_wait(PyObject *op, PyObject *args)
+static PyObject *job_store_wait(PyObject *op, PyObject *args, PyObject *kwargs)
 {
+    static char *keywords[] = {"timeout", "results", NULL};
     JobStoreObject *self = (JobStoreObject *)op;
     double timeout = 0.0;
+    int results_too = 1;
     md_error err;
-    if (!PyArg_ParseTuple(args, "d:wait", &timeout)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|p:wait", keywords, &timeout, &results_too)) {
         return NULL;
     }
     md_error_clear(&err);
@@ -765,13 +784,14 @@ static PyObject *job_store_wait(PyObject *op, PyObject *args)
         int slice_ms = remaining <= 0.0 ? 0 : (remaining > 0.1 ? 100 : (int)(remaining * 1000.0) + 1);
         struct pollfd pfd = {self->inotify_fd, POLLIN, 0};
         int ready;
+        int relevant = 0;
         Py_BEGIN_ALLOW_THREADS
         ready = poll(&pfd, 1, slice_ms);
         if (ready > 0) {
-            drain_events(self->inotify_fd);
+            relevant = drain_events(self->inotify_fd, self->watch_dir, results_too);
         }
         Py_END_ALLOW_THREADS
-        if (ready > 0) {
+        if (relevant) {
             Py_RETURN_TRUE;
         }
         if (ready < 0 && errno != EINTR) {
@@ -863,8 +883,10 @@ static PyMethodDef job_store_methods[] = {
     {"request_cancel", job_store_request_cancel, METH_NOARGS,
      PyDoc_STR("request_cancel() -> bool\n\nMarks the job canceled and signals its supervisor; "
                "returns whether a supervisor was running.")},
-    {"wait", job_store_wait, METH_VARARGS,
-     PyDoc_STR("wait(timeout) -> bool\n\nBlocks until the folder changes or timeout seconds pass.")},
+    {"wait", (PyCFunction)(void (*)(void))job_store_wait, METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("wait(timeout, results=True) -> bool\n\n"
+               "Blocks until the folder changes or timeout seconds pass; with results=False,\n"
+               "appended results do not count as a change (only the status, a cancel request).")},
     {NULL, NULL, 0, NULL}};
 
 static PyType_Slot job_store_slots[] = {

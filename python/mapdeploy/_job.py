@@ -151,6 +151,9 @@ class Job:
         """Waits until the job ends or timeout passes; calls on_change whenever the folder changed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._store.wait(0)  # start watching before the first look, so no change is missed
+        # without on_change only the status matters: appended results would wake
+        # this process for nothing, hundreds of times in a large job
+        results_too = on_change is not None
         while True:
             if on_change is not None:
                 on_change()
@@ -162,7 +165,7 @@ class Job:
                 remaining = min(remaining, deadline - time.monotonic())
                 if remaining <= 0:
                     return state
-            self._store.wait(remaining)
+            self._store.wait(remaining, results_too)
 
     def _wait_for_results(self) -> str:
         try:
