@@ -423,6 +423,11 @@ int md_log_parse(const uint8_t *data, size_t len, const uint8_t **record,
 #define MD_STORE_RESULTS_DIR "results"
 #define MD_STORE_RESULTS_LOG "results/log"
 #define MD_STORE_LOGS_DIR "logs"
+#define MD_STORE_SUPERVISOR_LOG "logs/supervisor.log"
+#define MD_STORE_WORKER_TABLE "logs/workers"
+/* <jobs>/.spare-<pool name>: a job folder a warm pool made ahead of time
+ * (csrc/supervisor/spare.c); create_job renames it to the new job's name. */
+#define MD_STORE_SPARE_PREFIX ".spare-"
 #define MD_STORE_LOCK "supervisor.lock"
 #define MD_STORE_CANCEL "cancel"
 #define MD_PATH_MAX 4096u
@@ -441,6 +446,11 @@ int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data
  * until the writer syncs it (md_store_sync_file, md_store_sync_dir). */
 int md_store_replace(const char *dir, const char *name, const uint8_t *data, size_t len,
                      unsigned mode, int sync, md_error *err);
+/* md_store_replace, unsynced, through the temporary file dir/tmp_name
+ * (created if absent): a spare job folder has it already, and a file that is
+ * there costs no inode allocation. */
+int md_store_replace_via(const char *dir, const char *name, const char *tmp_name,
+                         const uint8_t *data, size_t len, unsigned mode, md_error *err);
 /* Creates dir/name only if absent (O_EXCL): MD_EEXIST when present. */
 int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
                               size_t len, unsigned mode, md_error *err);
@@ -450,6 +460,14 @@ int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *
  * nothing: the data is in the page cache once write(2) returned. */
 int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *data,
                              size_t len, unsigned mode, md_error *err);
+/* md_store_create_unsynced into the file dir/name if it is there (truncated):
+ * the empty files of a spare job folder, which this process now owns. */
+int md_store_fill_unsynced(const char *dir, const char *name, const uint8_t *data, size_t len,
+                           unsigned mode, md_error *err);
+/* The empty files a spare job folder holds for its client (besides the
+ * supervisor's); the definition goes through MD_STORE_SPARE_JOB_TMP. */
+#define MD_STORE_SPARE_JOB_TMP "job.tmp"
+#define MD_STORE_FIRST_SHARD MD_STORE_TASKS_DIR "/00000000"
 /* fsync(2) of the file dir/name (not of its folder). */
 int md_store_sync_file(const char *dir, const char *name, md_error *err);
 /* fsync(2) of the folder dir itself: the names created or renamed in it. */

@@ -109,6 +109,9 @@ int md_store_write_atomic(const char *dir, const char *name, const uint8_t *data
     return md_store_replace(dir, name, data, len, mode, 1, err);
 }
 
+static int replace_via(const char *path, const char *tmp, const uint8_t *data, size_t len,
+                       unsigned mode, int sync, md_error *err);
+
 int md_store_replace(const char *dir, const char *name, const uint8_t *data, size_t len,
                      unsigned mode, int sync, md_error *err)
 {
@@ -125,6 +128,31 @@ int md_store_replace(const char *dir, const char *name, const uint8_t *data, siz
     if (n < 0 || (size_t)n >= sizeof tmp) {
         return md_fail(err, MD_ETOOBIG, "path: %s.tmp.<pid> is too long", path);
     }
+    return replace_via(path, tmp, data, len, mode, sync, err);
+}
+
+int md_store_replace_via(const char *dir, const char *name, const char *tmp_name,
+                         const uint8_t *data, size_t len, unsigned mode, md_error *err)
+{
+    if (data == NULL && len != 0) {
+        return md_fail(err, MD_EARG, "write: NULL data");
+    }
+    char path[MD_PATH_MAX];
+    char tmp[MD_PATH_MAX];
+    int rc = md_path_join(path, sizeof path, dir, name, err);
+    if (rc == MD_OK) {
+        rc = md_path_join(tmp, sizeof tmp, dir, tmp_name, err);
+    }
+    if (rc != MD_OK) {
+        return rc;
+    }
+    return replace_via(path, tmp, data, len, mode, 0, err);
+}
+
+static int replace_via(const char *path, const char *tmp, const uint8_t *data, size_t len,
+                       unsigned mode, int sync, md_error *err)
+{
+    int rc = MD_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
     if (fd < 0) {
         return md_fail_errno(err, errno, "cannot create %s", tmp);
@@ -159,10 +187,10 @@ cleanup:
     return rc;
 }
 
-/* O_EXCL create of dir/name; with sync, the file and then its folder are
- * fsynced before success is reported. */
+/* O_EXCL create of dir/name (in_place: or the file there, truncated); with
+ * sync, the file and then its folder are fsynced before success is reported. */
 static int create_exclusive(const char *dir, const char *name, const uint8_t *data,
-                            size_t len, unsigned mode, int sync, md_error *err)
+                            size_t len, unsigned mode, int sync, int in_place, md_error *err)
 {
     if (data == NULL && len != 0) {
         return md_fail(err, MD_EARG, "create: NULL data");
@@ -172,7 +200,8 @@ static int create_exclusive(const char *dir, const char *name, const uint8_t *da
     if (rc != MD_OK) {
         return rc;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
+    int fd = open(path, O_WRONLY | O_CREAT | (in_place ? O_TRUNC : O_EXCL) | O_CLOEXEC | O_NOFOLLOW,
+                  (mode_t)mode);
     if (fd < 0) {
         if (errno == EEXIST) {
             return md_fail(err, MD_EEXIST, "%s already exists", path);
@@ -201,13 +230,19 @@ static int create_exclusive(const char *dir, const char *name, const uint8_t *da
 int md_store_create_exclusive(const char *dir, const char *name, const uint8_t *data,
                               size_t len, unsigned mode, md_error *err)
 {
-    return create_exclusive(dir, name, data, len, mode, 1, err);
+    return create_exclusive(dir, name, data, len, mode, 1, 0, err);
 }
 
 int md_store_create_unsynced(const char *dir, const char *name, const uint8_t *data,
                              size_t len, unsigned mode, md_error *err)
 {
-    return create_exclusive(dir, name, data, len, mode, 0, err);
+    return create_exclusive(dir, name, data, len, mode, 0, 0, err);
+}
+
+int md_store_fill_unsynced(const char *dir, const char *name, const uint8_t *data, size_t len,
+                           unsigned mode, md_error *err)
+{
+    return create_exclusive(dir, name, data, len, mode, 0, 1, err);
 }
 
 int md_store_sync_dir(const char *dir, md_error *err)

@@ -70,6 +70,22 @@ int main(void)
     CHECK(&c, md_store_create_exclusive(dir, "cancel", (const uint8_t *)"y", 1, 0600, &err) == MD_EEXIST);
     CHECK(&c, md_store_read(dir, "cancel", &buf, &err) == MD_OK && buf.len == 1 && buf.data[0] == 'x');
 
+    /* a spare folder's files: filled in place when there, created when not */
+    CHECK(&c, md_store_fill_unsynced(dir, "cancel", (const uint8_t *)"yz", 2, 0600, &err) == MD_OK);
+    CHECK(&c, md_store_read(dir, "cancel", &buf, &err) == MD_OK && buf.len == 2 && buf.data[1] == 'z');
+    CHECK(&c, md_store_fill_unsynced(dir, "filled", (const uint8_t *)"new", 3, 0600, &err) == MD_OK);
+    CHECK(&c, md_store_read(dir, "filled", &buf, &err) == MD_OK && buf.len == 3);
+    remove_file(dir, "filled");
+    CHECK(&c, md_store_create_unsynced(dir, "job.tmp", NULL, 0, 0600, &err) == MD_OK);
+    CHECK(&c, md_store_replace_via(dir, "defined", "job.tmp", (const uint8_t *)"def", 3, 0600,
+                                   &err) == MD_OK);
+    CHECK(&c, md_store_read(dir, "defined", &buf, &err) == MD_OK && buf.len == 3);
+    CHECK(&c, md_path_join(path, sizeof path, dir, "job.tmp", &err) == MD_OK && access(path, F_OK) != 0);
+    CHECK(&c, md_store_replace_via(dir, "defined", "job.tmp", (const uint8_t *)"again", 5, 0600,
+                                   &err) == MD_OK);  /* no temporary file there: made */
+    CHECK(&c, md_store_read(dir, "defined", &buf, &err) == MD_OK && buf.len == 5);
+    remove_file(dir, "defined");
+
     /* missing files */
     CHECK(&c, md_store_read(dir, "nothing", &buf, &err) == MD_ENOENT);
     CHECK(&c, strstr(err.message, "No such file or directory") != NULL);
