@@ -116,6 +116,38 @@ def test_every_job_sees_the_environment_variables_its_client_had(monkeypatch):
     assert seen == ["one", "two", "one", None]
 
 
+def spares(home: Path) -> list[str]:
+    return [name for name in os.listdir(home / "jobs") if name.startswith(".spare-")]
+
+
+def test_a_pool_makes_the_next_jobs_folder_ahead_and_removes_it_when_it_ends(session_home):
+    run(jobfuncs.add, [{"x": 1, "y": 1}])
+    assert wait_until(lambda: len(spares(session_home)) == 1, timeout=10)
+    spare = session_home / "jobs" / spares(session_home)[0]
+    made = spare.stat().st_ino
+    second = run(jobfuncs.add, [{"x": 2, "y": 2}], name="second")
+    assert second.get_results() == [4]
+    # the spare became the job's folder, and is no job in the listing
+    assert (session_home / "jobs" / "second").stat().st_ino == made
+    assert sorted(gl.deploy.jobs[i].name for i in range(len(gl.deploy.jobs))) == sorted(
+        name for name in os.listdir(session_home / "jobs") if not name.startswith("."))
+    # the pool makes the one after while the second runs; it goes with the pool
+    assert wait_until(lambda: len(spares(session_home)) == 1, timeout=10)
+    gl.deploy.stop_idle_workers()
+    assert spares(session_home) == []
+
+
+def test_a_spare_that_is_not_a_folder_is_put_out_of_the_way(session_home):
+    run(jobfuncs.add, [{"x": 1, "y": 1}])
+    assert wait_until(lambda: len(spares(session_home)) == 1, timeout=10)
+    spare = session_home / "jobs" / spares(session_home)[0]
+    subprocess.run(["rm", "-r", str(spare)], check=True)
+    spare.write_text("not a folder")
+    job = run(jobfuncs.add, [{"x": 2, "y": 2}], name="after")
+    assert job.get_results() == [4]
+    assert (session_home / "jobs" / "after").is_dir()
+
+
 def test_linger_zero_leaves_no_process_once_the_job_ends(monkeypatch):
     monkeypatch.setenv("MAPDEPLOY_POOL_LINGER", "0")
     job = run(jobfuncs.whoami, [{}, {}])

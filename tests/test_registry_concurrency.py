@@ -165,6 +165,7 @@ def test_concurrent_create_list_and_delete_raise_nothing_spurious(tmp_path, sess
     assert by_role["delete-pattern"]["deleted"] + by_role["delete-name"]["deleted"] >= 1
     assert by_role["list"]["listed"] >= 2
     # nothing half deleted is left behind, and the registries agree with the folders
-    assert sorted(os.listdir(session_home / "jobs")) == []
+    # (a warm pool's spare folder for its next job is no job: listings skip it)
+    assert [n for n in os.listdir(session_home / "jobs") if not n.startswith(".spare-")] == []
     assert [n for n in gl.deploy.environments if n.startswith("env-")] == []
     print(f"\n{by_role}")

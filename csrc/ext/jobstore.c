@@ -6,8 +6,10 @@
 #include "oob.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -935,6 +937,7 @@ typedef struct {
     const size_t *oob_counts;
     const Py_buffer *views;
     size_t view_count;
+    int from_spare;              /* the folder was a pool's spare: its sub-folders exist */
 } job_layout;
 
 /* Writes every out-of-band buffer once, as <job>/blobs/<nonce>, and points
@@ -982,6 +985,17 @@ cleanup:
     return rc;
 }
 
+/* A new file of the folder: in a spare folder the empty file the pool made
+ * for it is filled, which costs no inode allocation (spare.c says why). */
+static int write_new_file(const job_layout *layout, const char *name, const uint8_t *data,
+                          size_t len, md_error *err)
+{
+    if (layout->from_spare) {
+        return md_store_fill_unsynced(layout->dir, name, data, len, 0600, err);
+    }
+    return md_store_create_unsynced(layout->dir, name, data, len, 0600, err);
+}
+
 /* whole: written to a temporary name and renamed, so that other processes
  * never see it partly written: the definition, whose presence tells a
  * process listing the jobs that the folder is complete.  Otherwise created
@@ -997,10 +1011,14 @@ static int write_envelope(const job_layout *layout, const char *name, md_kind ki
     if (rc != MD_OK) {
         return rc;
     }
+    if (whole && layout->from_spare) {
+        return md_store_replace_via(layout->dir, name, MD_STORE_SPARE_JOB_TMP, scratch->data,
+                                    scratch->len, 0600, err);
+    }
     if (whole) {
         return md_store_replace(layout->dir, name, scratch->data, scratch->len, 0600, 0, err);
     }
-    return md_store_create_unsynced(layout->dir, name, scratch->data, scratch->len, 0600, err);
+    return write_new_file(layout, name, scratch->data, scratch->len, err);
 }
 
 /* Durability of a new job folder.  Each fsync costs about a millisecond
@@ -1026,14 +1044,13 @@ static int write_layout(const job_layout *layout, md_error *err)
     md_buf_init(&payload);
     md_buf_init(&scratch);
     md_buf_init(&wrapped);
-    rc = md_store_create_unsynced(layout->dir, MD_STORE_KEY, layout->key->bytes, MD_KEY_LEN, 0600,
-                                  err);
+    rc = write_new_file(layout, MD_STORE_KEY, layout->key->bytes, MD_KEY_LEN, err);
     if (rc != MD_OK) {
         goto cleanup;
     }
     const char *dirs[] = {MD_STORE_TASKS_DIR, MD_STORE_RESULTS_DIR, MD_STORE_LOGS_DIR};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        rc = md_store_mkdir(layout->dir, dirs[i], 0700, 0, err);
+        rc = md_store_mkdir(layout->dir, dirs[i], 0700, layout->from_spare, err);
         if (rc != MD_OK) {
             goto cleanup;
         }
@@ -1116,11 +1133,46 @@ static Py_ssize_t shard_tasks(Py_ssize_t shard_size, const size_t *lens, size_t 
     return shard_size;
 }
 
+/* The job's folder: the spare a warm pool made (csrc/supervisor/spare.c),
+ * renamed, when there is one; otherwise a new folder.  EEXIST either way
+ * when the name is taken. */
+static int make_job_folder(const char *dir, const char *spare, int *from_spare, md_error *err)
+{
+    *from_spare = 0;
+    if (spare != NULL) {
+        if (renameat2(AT_FDCWD, spare, AT_FDCWD, dir, RENAME_NOREPLACE) == 0) {
+            struct stat taken;
+            if (lstat(dir, &taken) == 0 && S_ISDIR(taken.st_mode)) {
+                *from_spare = 1;
+                return MD_OK;
+            }
+            /* not a folder, so no spare a pool made: out of the way */
+            if (unlink(dir) != 0) {
+                return md_fail_errno(err, errno, "cannot remove %s", dir);
+            }
+        } else if (errno == EEXIST) {
+            return md_fail_errno(err, EEXIST, "mkdir");
+        }
+        /* no spare now (ENOENT), or a filesystem without RENAME_NOREPLACE */
+    }
+    return mkdir(dir, 0700) == 0 ? MD_OK : md_fail_errno(err, errno, "mkdir");
+}
+
+static int optional_fs_path(PyObject *arg, void *address)
+{
+    if (arg == Py_None) {
+        *(PyObject **)address = NULL;
+        return 1;
+    }
+    return PyUnicode_FSConverter(arg, address);
+}
+
 PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path", "definition", "kwargs", "shard_size", NULL};
+    static char *keywords[] = {"path", "definition", "kwargs", "shard_size", "spare", NULL};
     md_module_state *state = md_state_of_module(module);
     PyObject *path = NULL;
+    PyObject *spare = NULL;
     PyObject *definition = NULL;
     PyObject *definition_copy = NULL;
     PyObject *items_arg = NULL;
@@ -1146,9 +1198,9 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
 
     md_buf_init(&definition_bytes);
     md_error_clear(&err);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O!On:create_job", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O!On|O&:create_job", keywords,
                                      PyUnicode_FSConverter, &path, &PyDict_Type, &definition,
-                                     &items_arg, &shard_size)) {
+                                     &items_arg, &shard_size, optional_fs_path, &spare)) {
         goto cleanup;
     }
     if (shard_size <= 0) {
@@ -1255,9 +1307,10 @@ PyObject *md_create_job(PyObject *module, PyObject *args, PyObject *kwargs)
     job_layout layout = {PyBytes_AS_STRING(path), &key, job_id, definition_bytes.data,
                          definition_bytes.len, (uint64_t)count, (uint64_t)shard_size,
                          pointers, lens, oob_task_count, oob_tasks, oob_first, oob_counts,
-                         views, view_count};
+                         views, view_count, 0};
+    const char *spare_path = spare != NULL ? PyBytes_AS_STRING(spare) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = mkdir(layout.dir, 0700) == 0 ? MD_OK : md_fail_errno(&err, errno, "mkdir");
+    rc = make_job_folder(layout.dir, spare_path, &layout.from_spare, &err);
     if (rc == MD_OK) {
         rc = write_layout(&layout, &err);
     }
@@ -1279,6 +1332,7 @@ cleanup:
     PyMem_Free(oob_counts);
     Py_XDECREF(job_dir);
     Py_XDECREF(path);
+    Py_XDECREF(spare);
     Py_XDECREF(items);
     Py_XDECREF(definition_copy);
     PyMem_Free(pointers);

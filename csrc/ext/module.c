@@ -59,11 +59,12 @@ static PyObject *generate_key(PyObject *module, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef module_methods[] = {
     {"create_job", (PyCFunction)(void (*)(void))md_create_job, METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("create_job(path, definition, kwargs, shard_size) -> str\n\n"
+     PyDoc_STR("create_job(path, definition, kwargs, shard_size, spare=None) -> str\n\n"
                "Creates the job folder `path` (which must not exist): a fresh key, the\n"
                "authenticated job definition, the task shards and a Pending status.\n"
                "A shard holds at most shard_size tasks, fewer when their pickles\n"
-               "would exceed 16 MiB. Returns the job id.")},
+               "would exceed 16 MiB. The folder is the spare folder `spare`, renamed,\n"
+               "when that exists. Returns the job id.")},
     {"first_bad_kwargs", md_first_bad_kwargs, METH_O,
      PyDoc_STR("first_bad_kwargs(list) -> int\n\n"
                "The index of the first element that is not a dict with str keys, or -1.")},

@@ -72,8 +72,7 @@ int sv_redirect_logs(const sv_ctx *ctx, md_error *err)
     if (rc != 0) {
         return rc;
     }
-    rc = md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_LOGS_DIR "/supervisor.log",
-                      err);
+    rc = md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_SUPERVISOR_LOG, err);
     if (rc != 0) {
         return rc;
     }

@@ -323,6 +323,9 @@ static int run_job(sv_ctx *ctx)
         return fail_job(ctx, err.message);
     }
     sv_notify_started(ctx);
+    /* the client that started this job took the spare, if there was one:
+     * the next job's is made while this one runs */
+    sv_syncer_want_spare(&ctx->syncer);
     sv_run_outcome outcome = sv_run(ctx, &err);
     return finish(ctx, outcome, &err);
 }

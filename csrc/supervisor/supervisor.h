@@ -107,15 +107,19 @@ typedef struct {
     uint32_t attempt;
 } sv_suspect;
 
-/* syncer.c: a pool's thread that syncs finished jobs to disk as a group.
- * pending, pending_since and stop are shared, under lock. */
+/* syncer.c: a pool's thread that syncs finished jobs to disk as a group
+ * and makes the spare folder of its next job (spare.c).  pending,
+ * pending_since, spare_wanted and stop are shared, under lock. */
 typedef struct {
     pthread_mutex_t lock;
-    pthread_cond_t changed;        /* pending or stop changed (CLOCK_MONOTONIC) */
+    pthread_cond_t changed;        /* any shared field changed (CLOCK_MONOTONIC) */
     pthread_t thread;
     int folder_fd;                 /* a folder on the jobs' filesystem */
+    int jobs_fd;                   /* the jobs folder, where spares go (-1: none) */
+    const char *pool_name;         /* names the spare */
     int pending;                   /* a job ended since the last sync */
     struct timespec pending_since;
+    int spare_wanted;
     int stop;
     int started;                   /* main thread only */
 } sv_syncer;
@@ -243,9 +247,14 @@ int sv_sync_job_folder(const char *job_dir, md_error *err);
 int sv_sync_later(sv_ctx *ctx, md_error *err);
 
 /* syncer.c */
-int sv_syncer_start(sv_syncer *s, const char *folder, md_error *err);
+int sv_syncer_start(sv_syncer *s, const char *job_dir, const char *pool_name, md_error *err);
 void sv_syncer_mark(sv_syncer *s);
+void sv_syncer_want_spare(sv_syncer *s);
 void sv_syncer_stop(sv_syncer *s);
+
+/* spare.c */
+void sv_spare_make(int jobs_fd, const char *pool_name);
+void sv_spare_remove(int jobs_fd, const char *pool_name);
 
 /* workers.c */
 int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err);

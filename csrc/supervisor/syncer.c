@@ -9,6 +9,9 @@
  * syncfs(2) of the filesystem of the session's jobs folder at most
  * SV_SYNC_SECONDS after the first of them ended: the same bound the results
  * log of a running job has always had (docs/architecture.md, "Durability").
+ *
+ * The thread also makes the spare folder of the pool's next job (spare.c),
+ * for the same reason: file-system work the client need not wait for.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,44 +30,97 @@ static void sync_now(int folder_fd)
     }
 }
 
+static void close_folders(sv_syncer *s)
+{
+    close(s->folder_fd);
+    if (s->jobs_fd >= 0) {
+        close(s->jobs_fd);
+    }
+}
+
+static struct timespec sync_due(struct timespec since)
+{
+    long long due_ns = (long long)since.tv_nsec + (long long)(SV_SYNC_SECONDS * 1e9);
+    since.tv_sec += (time_t)(due_ns / 1000000000LL);
+    since.tv_nsec = (long)(due_ns % 1000000000LL);
+    return since;
+}
+
+static int reached(struct timespec due)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        return 1;
+    }
+    return now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec);
+}
+
 static void *syncer_main(void *arg)
 {
     sv_syncer *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->pending && !s->stop) {
-            pthread_cond_wait(&s->changed, &s->lock);
+        if (s->spare_wanted) {
+            s->spare_wanted = 0;
+            if (!s->stop) {
+                pthread_mutex_unlock(&s->lock);
+                sv_spare_make(s->jobs_fd, s->pool_name);
+                pthread_mutex_lock(&s->lock);
+            }
+            continue;
         }
-        if (!s->pending) {
-            break;  /* stopping, nothing left */
+        if (s->pending) {
+            struct timespec due = sync_due(s->pending_since);
+            if (s->stop || reached(due)) {
+                s->pending = 0;
+                pthread_mutex_unlock(&s->lock);
+                sync_now(s->folder_fd);
+                pthread_mutex_lock(&s->lock);
+            } else {
+                (void)pthread_cond_timedwait(&s->changed, &s->lock, &due);
+            }
+            continue;
         }
-        struct timespec due = s->pending_since;
-        long long due_ns = (long long)due.tv_nsec + (long long)(SV_SYNC_SECONDS * 1e9);
-        due.tv_sec += (time_t)(due_ns / 1000000000LL);
-        due.tv_nsec = (long)(due_ns % 1000000000LL);
-        while (!s->stop && pthread_cond_timedwait(&s->changed, &s->lock, &due) != ETIMEDOUT) {
+        if (s->stop) {
+            break;
         }
-        s->pending = 0;
-        pthread_mutex_unlock(&s->lock);
-        sync_now(s->folder_fd);
-        pthread_mutex_lock(&s->lock);
+        pthread_cond_wait(&s->changed, &s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
-/* folder: any folder on the filesystem of the jobs to be synced. */
-int sv_syncer_start(sv_syncer *s, const char *folder, md_error *err)
+/* The folder a job folder is in, opened; -1 when it has none. */
+static int open_parent(const char *job_dir)
+{
+    char parent[MD_PATH_MAX];
+    const char *slash = strrchr(job_dir, '/');
+    if (slash == NULL || slash == job_dir) {
+        return -1;
+    }
+    size_t len = (size_t)(slash - job_dir);
+    if (len >= sizeof parent) {
+        return -1;
+    }
+    memcpy(parent, job_dir, len);
+    parent[len] = '\0';
+    return open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* job_dir: the pool's first job; syncs go to its filesystem, spares next to it. */
+int sv_syncer_start(sv_syncer *s, const char *job_dir, const char *pool_name, md_error *err)
 {
     pthread_condattr_t attr;
     if (s->started) {
         return 0;
     }
     memset(s, 0, sizeof(*s));
-    s->folder_fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s->pool_name = pool_name;
+    s->folder_fd = open(job_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->folder_fd < 0) {
-        return md_fail_errno(err, errno, "cannot open %s", folder);
+        return md_fail_errno(err, errno, "cannot open %s", job_dir);
     }
+    s->jobs_fd = pool_name != NULL ? open_parent(job_dir) : -1;
     int rc = pthread_condattr_init(&attr);
     if (rc == 0) {
         rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -74,20 +130,20 @@ int sv_syncer_start(sv_syncer *s, const char *folder, md_error *err)
         (void)pthread_condattr_destroy(&attr);
     }
     if (rc != 0) {
-        close(s->folder_fd);
+        close_folders(s);
         return md_fail_errno(err, rc, "pthread_cond_init");
     }
     rc = pthread_mutex_init(&s->lock, NULL);
     if (rc != 0) {
         pthread_cond_destroy(&s->changed);
-        close(s->folder_fd);
+        close_folders(s);
         return md_fail_errno(err, rc, "pthread_mutex_init");
     }
     rc = pthread_create(&s->thread, NULL, syncer_main, s);
     if (rc != 0) {
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->changed);
-        close(s->folder_fd);
+        close_folders(s);
         return md_fail_errno(err, rc, "cannot start the syncer thread");
     }
     s->started = 1;
@@ -106,7 +162,20 @@ void sv_syncer_mark(sv_syncer *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Returns once every finished job is synced and the thread has ended. */
+/* The pool's next job may find its folder made (spare.c). */
+void sv_syncer_want_spare(sv_syncer *s)
+{
+    if (!s->started || s->jobs_fd < 0) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->spare_wanted = 1;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Returns once every finished job is synced and the thread has ended; the
+ * spare no job took is removed. */
 void sv_syncer_stop(sv_syncer *s)
 {
     if (!s->started) {
@@ -119,6 +188,7 @@ void sv_syncer_stop(sv_syncer *s)
     pthread_join(s->thread, NULL);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->lock);
-    close(s->folder_fd);
+    sv_spare_remove(s->jobs_fd, s->pool_name);
+    close_folders(s);
     s->started = 0;
 }

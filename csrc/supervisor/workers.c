@@ -114,7 +114,7 @@ void sv_record_worker(const sv_ctx *ctx, pid_t pid, unsigned slot)
 {
     char path[MD_PATH_MAX];
     char line[64];
-    if (md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_LOGS_DIR "/workers", NULL) != 0) {
+    if (md_path_join(path, sizeof(path), ctx->job_dir, MD_STORE_WORKER_TABLE, NULL) != 0) {
         return;
     }
     int n = snprintf(line, sizeof(line), "%d %u\n", (int)pid, slot);

@@ -50,6 +50,14 @@ def pool_name(definition: dict[str, Any], supervisor: str, worker: str) -> str:
     return pool_digest(parts)
 
 
+def spare_name(pool: str) -> str:
+    """The name of the job folder a pool makes ahead of time for its next job, in the jobs folder.
+
+    Listings skip it (it starts with '.'); csrc/supervisor/spare.c says why it exists.
+    """
+    return f".spare-{pool}"
+
+
 def _live_pools() -> list[tuple[str, int]]:
     """(name, pid) of every pool of the session that lingers or runs a job now."""
     folder = pools_dir()

@@ -169,12 +169,15 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     supervisor = _engine.executable(_engine.SUPERVISOR)
     worker = _engine.executable(_engine.WORKER)
     jobs_dir = _engine.jobs_dir().absolute()  # workers find blobs by this path
+    pool = _pool.pool_name(definition, supervisor, worker) if linger > 0 else None
+    # the folder this environment's warm pool made ahead of time, if it did
+    spare = str(jobs_dir / _pool.spare_name(pool)) if pool is not None else None
     job_name = base_name
     for _ in range(_MAX_NAME_ATTEMPTS):
         definition["name"] = job_name
         path = jobs_dir / job_name
         try:
-            create_job(str(path), definition, pickled, _SHARD_SIZE)
+            create_job(str(path), definition, pickled, _SHARD_SIZE, spare)
             break
         except FileExistsError:
             job_name = f"{base_name}-{secrets.token_hex(3)[:5]}"
@@ -184,7 +187,6 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     else:
         raise RuntimeError(f"could not find a free job name starting with {base_name!r}")
     store = JobStore(str(path))
-    pool = _pool.pool_name(definition, supervisor, worker) if linger > 0 else None
     try:
         if pool is None:
             store.launch(supervisor, worker)
