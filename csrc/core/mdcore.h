@@ -497,6 +497,9 @@ int md_store_write_status(const char *dir, const md_key *key, const char *job_id
 /* The same; without sync the rename is not fsynced (see md_store_replace). */
 int md_store_write_status_ex(const char *dir, const md_key *key, const char *job_id,
                              const md_status *status, int sync, md_error *err);
+/* Unsynced, through the temporary file dir/tmp_name (md_store_replace_via). */
+int md_store_write_status_via(const char *dir, const md_key *key, const char *job_id,
+                              const md_status *status, const char *tmp_name, md_error *err);
 
 /* ---------------------------------------------------------- time */
 

@@ -523,8 +523,23 @@ int md_store_write_status(const char *dir, const md_key *key, const char *job_id
     return md_store_write_status_ex(dir, key, job_id, status, 1, err);
 }
 
+static int write_status(const char *dir, const md_key *key, const char *job_id,
+                        const md_status *status, const char *tmp_name, int sync, md_error *err);
+
 int md_store_write_status_ex(const char *dir, const md_key *key, const char *job_id,
                              const md_status *status, int sync, md_error *err)
+{
+    return write_status(dir, key, job_id, status, NULL, sync, err);
+}
+
+int md_store_write_status_via(const char *dir, const md_key *key, const char *job_id,
+                              const md_status *status, const char *tmp_name, md_error *err)
+{
+    return write_status(dir, key, job_id, status, tmp_name, 0, err);
+}
+
+static int write_status(const char *dir, const md_key *key, const char *job_id,
+                        const md_status *status, const char *tmp_name, int sync, md_error *err)
 {
     if (key == NULL || job_id == NULL || status == NULL) {
         return md_fail(err, MD_EARG, "status: NULL argument");
@@ -550,7 +565,10 @@ int md_store_write_status_ex(const char *dir, const md_key *key, const char *job
     if (rc != MD_OK) {
         goto cleanup;
     }
-    rc = md_store_replace(dir, MD_STORE_STATUS, envelope.data, envelope.len, 0600, sync, err);
+    rc = tmp_name != NULL ? md_store_replace_via(dir, MD_STORE_STATUS, tmp_name, envelope.data,
+                                                 envelope.len, 0600, err)
+                          : md_store_replace(dir, MD_STORE_STATUS, envelope.data, envelope.len,
+                                             0600, sync, err);
 
 cleanup:
     md_buf_free(&envelope);

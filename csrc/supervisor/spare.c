@@ -7,8 +7,8 @@
  * is there.  A job folder needs four folders (itself, tasks/, results/,
  * logs/) and a dozen files: the client writes its key, first task shard,
  * status and definition (through a temporary file), the supervisor its
- * lock, log, results log, worker table and status (through a temporary
- * file too).  A pool's syncer thread makes all of them, empty, as
+ * lock, log, results log, worker table and two statuses (through a
+ * temporary file each).  A pool's syncer thread makes all of them, empty, as
  * <jobs>/.spare-<pool name>, under a temporary name first so that a spare is
  * always complete; the client's create_job renames the spare to the new
  * job's name and fills its files when there is one, and makes the folder
@@ -34,14 +34,6 @@ static const char *const spare_dirs[] = {MD_STORE_TASKS_DIR, MD_STORE_RESULTS_DI
 static const char *const spare_files[] = {
     MD_STORE_KEY, MD_STORE_STATUS, MD_STORE_FIRST_SHARD, MD_STORE_SPARE_JOB_TMP,  /* client's */
     MD_STORE_LOCK, MD_STORE_RESULTS_LOG, MD_STORE_SUPERVISOR_LOG, MD_STORE_WORKER_TABLE};
-
-/* The temporary file of this process's first status write
- * (md_store_replace's name); another supervisor leaves it empty. */
-static int status_tmp_name(char *out, size_t cap)
-{
-    int n = snprintf(out, cap, MD_STORE_STATUS ".tmp.%ld", (long)getpid());
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
 
 static int make_file(int jobs_fd, const char *folder, const char *name)
 {
@@ -102,9 +94,14 @@ void sv_spare_make(int jobs_fd, const char *pool_name)
             return;
         }
     }
-    if (status_tmp_name(path, sizeof path) != 0 || make_file(jobs_fd, tmp, path) != 0) {
-        report("make", tmp, errno);
-        return;
+    /* the temporary files of this pool's two status writes; a job that
+     * another supervisor runs keeps them, empty */
+    for (int running = 0; running <= 1; running++) {
+        if (sv_status_tmp_name(path, sizeof path, running) != 0 ||
+            make_file(jobs_fd, tmp, path) != 0) {
+            report("make", tmp, errno);
+            return;
+        }
     }
     /* NOREPLACE: a spare another pool of the name made meanwhile is as good */
     if (renameat2(jobs_fd, tmp, jobs_fd, name, RENAME_NOREPLACE) != 0 && errno != EEXIST) {
@@ -122,9 +119,10 @@ void sv_spare_remove(int jobs_fd, const char *pool_name)
         return;
     }
     char status_tmp[64];
-    for (size_t i = 0; i <= sizeof spare_files / sizeof spare_files[0]; i++) {
-        const char *file = i < sizeof spare_files / sizeof spare_files[0] ? spare_files[i] : NULL;
-        if (file == NULL && status_tmp_name(status_tmp, sizeof status_tmp) == 0) {
+    size_t known = sizeof spare_files / sizeof spare_files[0];
+    for (size_t i = 0; i < known + 2; i++) {
+        const char *file = i < known ? spare_files[i] : NULL;
+        if (file == NULL && sv_status_tmp_name(status_tmp, sizeof status_tmp, i == known) == 0) {
             file = status_tmp;
         }
         if (file != NULL && md_path_join(path, sizeof path, name, file, NULL) == 0) {

@@ -3,6 +3,7 @@
  * here; end_time is set for every final state so clients can show how long
  * a job ran even when it failed or was canceled.
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,8 +21,21 @@ int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *er
     st.supervisor_pid = (int64_t)getpid();
     st.num_workers = ctx->num_workers;
     /* not synced here: sv_make_durable does it off the path that a waiting
-     * client sees, once a second while the job runs and right after it ends */
-    return md_store_write_status_ex(ctx->job_dir, &ctx->key, ctx->job_id, &st, 0, err);
+     * client sees, once a second while the job runs and right after it ends.
+     * One temporary name for Running, one for the end: a spare job folder
+     * has both already (spare.c). */
+    char tmp[64];
+    if (sv_status_tmp_name(tmp, sizeof tmp, state == MD_STATE_RUNNING) != 0) {
+        return md_fail(err, MD_ETOOBIG, "status: temporary file name too long");
+    }
+    return md_store_write_status_via(ctx->job_dir, &ctx->key, ctx->job_id, &st, tmp, err);
+}
+
+int sv_status_tmp_name(char *out, size_t cap, int running)
+{
+    int n = snprintf(out, cap, MD_STORE_STATUS ".%s.%ld", running ? "run" : "end",
+                     (long)getpid());
+    return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
 /* Everything a reader needs after a host crash reaches the disk: the

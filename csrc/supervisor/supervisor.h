@@ -252,6 +252,10 @@ void sv_syncer_mark(sv_syncer *s);
 void sv_syncer_want_spare(sv_syncer *s);
 void sv_syncer_stop(sv_syncer *s);
 
+/* status.c: the temporary file name of this process's Running (running)
+ * or final status writes; 0, or -1 when cap is too small. */
+int sv_status_tmp_name(char *out, size_t cap, int running);
+
 /* spare.c */
 void sv_spare_make(int jobs_fd, const char *pool_name);
 void sv_spare_remove(int jobs_fd, const char *pool_name);
