@@ -325,7 +325,7 @@ static int run_job(sv_ctx *ctx)
     sv_notify_started(ctx);
     /* the client that started this job took the spare, if there was one:
      * the next job's is made while this one runs */
-    sv_syncer_want_spare(&ctx->syncer);
+    sv_syncer_want_spare(&ctx->syncer, ctx->num_workers);
     sv_run_outcome outcome = sv_run(ctx, &err);
     return finish(ctx, outcome, &err);
 }

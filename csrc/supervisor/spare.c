@@ -8,7 +8,7 @@
  * logs/) and a dozen files: the client writes its key, first task shard,
  * status and definition (through a temporary file), the supervisor its
  * lock, log, results log, worker table and two statuses (through a
- * temporary file each).  A pool's syncer thread makes all of them, empty, as
+ * temporary file each), and each worker the log of what its tasks print.  A pool's syncer thread makes all of them, empty, as
  * <jobs>/.spare-<pool name>, under a temporary name first so that a spare is
  * always complete; the client's create_job renames the spare to the new
  * job's name and fills its files when there is one, and makes the folder
@@ -50,6 +50,13 @@ static int make_file(int jobs_fd, const char *folder, const char *name)
     return 0;
 }
 
+/* What worker i of the job prints (workers.c, pool.c name it so too). */
+static int worker_log_name(char *out, size_t cap, unsigned i)
+{
+    int n = snprintf(out, cap, MD_STORE_LOGS_DIR "/worker-%u.log", i);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int spare_name(char *out, size_t cap, const char *pool_name, const char *suffix)
 {
     int n = snprintf(out, cap, MD_STORE_SPARE_PREFIX "%s%s", pool_name, suffix);
@@ -65,7 +72,7 @@ static void report(const char *what, const char *name, int error)
 /* Fills the temporary folder tmp (made if missing: a pool killed while
  * making it leaves it half made) and renames it to name, unless a spare is
  * there already.  Best effort: without a spare the client makes its folder. */
-void sv_spare_make(int jobs_fd, const char *pool_name)
+void sv_spare_make(int jobs_fd, const char *pool_name, unsigned workers)
 {
     char name[MD_PATH_MAX];
     char tmp[MD_PATH_MAX];
@@ -103,36 +110,51 @@ void sv_spare_make(int jobs_fd, const char *pool_name)
             return;
         }
     }
+    for (unsigned i = 0; i < workers; i++) {
+        if (worker_log_name(path, sizeof path, i) != 0 || make_file(jobs_fd, tmp, path) != 0) {
+            report("make", tmp, errno);
+            return;
+        }
+    }
     /* NOREPLACE: a spare another pool of the name made meanwhile is as good */
     if (renameat2(jobs_fd, tmp, jobs_fd, name, RENAME_NOREPLACE) != 0 && errno != EEXIST) {
         report("rename", tmp, errno);
     }
 }
 
+/* flags: 0, or AT_REMOVEDIR for a folder */
+static void remove_entry(int jobs_fd, const char *folder, const char *name, int flags)
+{
+    char path[MD_PATH_MAX];
+    if (md_path_join(path, sizeof path, folder, name, NULL) == 0) {
+        (void)unlinkat(jobs_fd, path, flags);  /* gone already, or taken: nothing to do */
+    }
+}
+
 /* Removes the pool's spare (when no client took it); called as the pool
  * ends.  What is not there, or not empty, is left. */
-void sv_spare_remove(int jobs_fd, const char *pool_name)
+void sv_spare_remove(int jobs_fd, const char *pool_name, unsigned workers)
 {
     char name[MD_PATH_MAX];
-    char path[MD_PATH_MAX];
+    char made[64];
     if (jobs_fd < 0 || spare_name(name, sizeof name, pool_name, "") != 0) {
         return;
     }
-    char status_tmp[64];
-    size_t known = sizeof spare_files / sizeof spare_files[0];
-    for (size_t i = 0; i < known + 2; i++) {
-        const char *file = i < known ? spare_files[i] : NULL;
-        if (file == NULL && sv_status_tmp_name(status_tmp, sizeof status_tmp, i == known) == 0) {
-            file = status_tmp;
+    for (size_t i = 0; i < sizeof spare_files / sizeof spare_files[0]; i++) {
+        remove_entry(jobs_fd, name, spare_files[i], 0);
+    }
+    for (int running = 0; running <= 1; running++) {
+        if (sv_status_tmp_name(made, sizeof made, running) == 0) {
+            remove_entry(jobs_fd, name, made, 0);
         }
-        if (file != NULL && md_path_join(path, sizeof path, name, file, NULL) == 0) {
-            (void)unlinkat(jobs_fd, path, 0);  /* gone already, or taken: nothing to do */
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        if (worker_log_name(made, sizeof made, i) == 0) {
+            remove_entry(jobs_fd, name, made, 0);
         }
     }
     for (size_t i = 0; i < sizeof spare_dirs / sizeof spare_dirs[0]; i++) {
-        if (md_path_join(path, sizeof path, name, spare_dirs[i], NULL) == 0) {
-            (void)unlinkat(jobs_fd, path, AT_REMOVEDIR);
-        }
+        remove_entry(jobs_fd, name, spare_dirs[i], AT_REMOVEDIR);
     }
     (void)unlinkat(jobs_fd, name, AT_REMOVEDIR);
 }

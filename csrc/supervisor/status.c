@@ -89,7 +89,7 @@ int sv_sync_later(sv_ctx *ctx, md_error *err)
     int rc = sv_syncer_start(&ctx->syncer, ctx->job_dir, ctx->pool_name, err);
     if (rc == 0) {
         sv_syncer_mark(&ctx->syncer);
-        sv_syncer_want_spare(&ctx->syncer);
+        sv_syncer_want_spare(&ctx->syncer, sv_pool_live_workers(ctx));
     }
     return rc;
 }

@@ -120,6 +120,7 @@ typedef struct {
     int pending;                   /* a job ended since the last sync */
     struct timespec pending_since;
     int spare_wanted;
+    unsigned spare_workers;        /* worker logs the spare holds (logs/worker-<i>.log) */
     int stop;
     int started;                   /* main thread only */
 } sv_syncer;
@@ -249,7 +250,7 @@ int sv_sync_later(sv_ctx *ctx, md_error *err);
 /* syncer.c */
 int sv_syncer_start(sv_syncer *s, const char *job_dir, const char *pool_name, md_error *err);
 void sv_syncer_mark(sv_syncer *s);
-void sv_syncer_want_spare(sv_syncer *s);
+void sv_syncer_want_spare(sv_syncer *s, unsigned workers);
 void sv_syncer_stop(sv_syncer *s);
 
 /* status.c: the temporary file name of this process's Running (running)
@@ -257,8 +258,8 @@ void sv_syncer_stop(sv_syncer *s);
 int sv_status_tmp_name(char *out, size_t cap, int running);
 
 /* spare.c */
-void sv_spare_make(int jobs_fd, const char *pool_name);
-void sv_spare_remove(int jobs_fd, const char *pool_name);
+void sv_spare_make(int jobs_fd, const char *pool_name, unsigned workers);
+void sv_spare_remove(int jobs_fd, const char *pool_name, unsigned workers);
 
 /* workers.c */
 int sv_worker_spawn(sv_ctx *ctx, sv_worker *w, md_error *err);

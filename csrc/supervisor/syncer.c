@@ -63,8 +63,9 @@ static void *syncer_main(void *arg)
         if (s->spare_wanted) {
             s->spare_wanted = 0;
             if (!s->stop) {
+                unsigned workers = s->spare_workers;
                 pthread_mutex_unlock(&s->lock);
-                sv_spare_make(s->jobs_fd, s->pool_name);
+                sv_spare_make(s->jobs_fd, s->pool_name, workers);
                 pthread_mutex_lock(&s->lock);
             }
             continue;
@@ -162,14 +163,18 @@ void sv_syncer_mark(sv_syncer *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* The pool's next job may find its folder made (spare.c). */
-void sv_syncer_want_spare(sv_syncer *s)
+/* The pool's next job may find its folder made (spare.c), with logs for
+ * that many workers. */
+void sv_syncer_want_spare(sv_syncer *s, unsigned workers)
 {
     if (!s->started || s->jobs_fd < 0) {
         return;
     }
     pthread_mutex_lock(&s->lock);
     s->spare_wanted = 1;
+    if (workers > s->spare_workers) {
+        s->spare_workers = workers;  /* never fewer: removal goes by the most made */
+    }
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->lock);
 }
@@ -188,7 +193,7 @@ void sv_syncer_stop(sv_syncer *s)
     pthread_join(s->thread, NULL);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->lock);
-    sv_spare_remove(s->jobs_fd, s->pool_name);
+    sv_spare_remove(s->jobs_fd, s->pool_name, s->spare_workers);
     close_folders(s);
     s->started = 0;
 }
