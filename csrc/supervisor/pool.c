@@ -534,8 +534,7 @@ int sv_pool_switch_workers(sv_ctx *ctx, md_error *err)
         }
         char name[64];
         char log_path[MD_PATH_MAX];
-        int n = snprintf(name, sizeof(name), "%s/worker-%u.log", MD_STORE_LOGS_DIR, w->slot);
-        if (n < 0 || (size_t)n >= sizeof(name)) {
+        if (sv_worker_log_name(name, sizeof(name), w->slot) != 0) {
             return md_fail(err, MD_ETOOBIG, "worker log name too long");
         }
         int rc = md_path_join(log_path, sizeof(log_path), ctx->job_dir, name, err);

@@ -50,13 +50,6 @@ static int make_file(int jobs_fd, const char *folder, const char *name)
     return 0;
 }
 
-/* What worker i of the job prints (workers.c, pool.c name it so too). */
-static int worker_log_name(char *out, size_t cap, unsigned i)
-{
-    int n = snprintf(out, cap, MD_STORE_LOGS_DIR "/worker-%u.log", i);
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
 static int spare_name(char *out, size_t cap, const char *pool_name, const char *suffix)
 {
     int n = snprintf(out, cap, MD_STORE_SPARE_PREFIX "%s%s", pool_name, suffix);
@@ -111,7 +104,7 @@ void sv_spare_make(int jobs_fd, const char *pool_name, unsigned workers)
         }
     }
     for (unsigned i = 0; i < workers; i++) {
-        if (worker_log_name(path, sizeof path, i) != 0 || make_file(jobs_fd, tmp, path) != 0) {
+        if (sv_worker_log_name(path, sizeof path, i) != 0 || make_file(jobs_fd, tmp, path) != 0) {
             report("make", tmp, errno);
             return;
         }
@@ -149,7 +142,7 @@ void sv_spare_remove(int jobs_fd, const char *pool_name, unsigned workers)
         }
     }
     for (unsigned i = 0; i < workers; i++) {
-        if (worker_log_name(made, sizeof made, i) == 0) {
+        if (sv_worker_log_name(made, sizeof made, i) == 0) {
             remove_entry(jobs_fd, name, made, 0);
         }
     }

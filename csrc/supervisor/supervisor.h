@@ -253,6 +253,10 @@ void sv_syncer_mark(sv_syncer *s);
 void sv_syncer_want_spare(sv_syncer *s, unsigned workers);
 void sv_syncer_stop(sv_syncer *s);
 
+/* workers.c: logs/worker-<slot>.log, what the worker on that slot prints;
+ * 0, or -1 when cap is too small. */
+int sv_worker_log_name(char *out, size_t cap, unsigned slot);
+
 /* status.c: the temporary file name of this process's Running (running)
  * or final status writes; 0, or -1 when cap is too small. */
 int sv_status_tmp_name(char *out, size_t cap, int running);

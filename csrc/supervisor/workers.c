@@ -69,12 +69,17 @@ static void exec_worker(const char *worker, int sock, int null_fd, int log_fd,
     _exit(CHILD_FAILED);
 }
 
+int sv_worker_log_name(char *out, size_t cap, unsigned slot)
+{
+    int n = snprintf(out, cap, "%s/worker-%u.log", MD_STORE_LOGS_DIR, slot);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 static int open_worker_log(const sv_ctx *ctx, unsigned slot, md_error *err)
 {
     char name[64];
     char path[MD_PATH_MAX];
-    int n = snprintf(name, sizeof(name), "%s/worker-%u.log", MD_STORE_LOGS_DIR, slot);
-    if (n < 0 || (size_t)n >= sizeof(name)) {
+    if (sv_worker_log_name(name, sizeof(name), slot) != 0) {
         return md_fail(err, MD_ETOOBIG, "worker log name too long");
     }
     int rc = md_path_join(path, sizeof(path), ctx->job_dir, name, err);
