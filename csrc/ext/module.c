@@ -139,7 +139,8 @@ static int module_exec(PyObject *module)
         goto cleanup;
     }
     if (PyModule_AddIntConstant(module, "FORMAT_VERSION", (long)MD_FORMAT_VERSION) < 0 ||
-        PyModule_AddIntConstant(module, "BLOB_THRESHOLD", (long)MD_BLOB_THRESHOLD) < 0) {
+        PyModule_AddIntConstant(module, "BLOB_THRESHOLD", (long)MD_BLOB_THRESHOLD) < 0 ||
+        PyModule_AddStringConstant(module, "SPARE_PREFIX", MD_STORE_SPARE_PREFIX) < 0) {
         goto cleanup;
     }
     pickle = PyImport_ImportModule("pickle");

@@ -3,6 +3,7 @@ from typing import Any, Callable, Iterator, Sequence, overload
 
 FORMAT_VERSION: int
 BLOB_THRESHOLD: int
+SPARE_PREFIX: str
 
 class MapDeployError(Exception): ...
 class IntegrityError(MapDeployError): ...

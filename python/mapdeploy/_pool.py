@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _engine
-from ._mapdeploy import pool_digest
+from ._mapdeploy import SPARE_PREFIX, pool_digest
 
 DEFAULT_LINGER = 60.0
 MAX_LINGER = 86400.0
@@ -55,7 +55,7 @@ def spare_name(pool: str) -> str:
 
     Listings skip it (it starts with '.'); csrc/supervisor/spare.c says why it exists.
     """
-    return f".spare-{pool}"
+    return SPARE_PREFIX + pool
 
 
 def _live_pools() -> list[tuple[str, int]]:
