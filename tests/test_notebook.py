@@ -26,6 +26,8 @@ def executed(tmp_path_factory):
         NotebookClient(notebook, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(home.parent)}}).execute()
     finally:
+        import mapdeploy as gl
+        gl.deploy.stop_idle_workers()  # the kernel's warm workers, which outlive it
         if previous is None:
             os.environ.pop("MAPDEPLOY_HOME", None)
         else:
