@@ -154,6 +154,18 @@ static void enter_cwd(const md_jobdef *def)
                 strerror(errno));
 }
 
+/* The JOB envelope that follows a hello or a switch: read, checked, and
+ * its working directory entered. */
+static worker_status take_job(worker_ctx *ctx)
+{
+    worker_status status = read_job(ctx);
+    if (status == WORKER_OK)
+        status = check_version(ctx);
+    if (status == WORKER_OK)
+        enter_cwd(ctx->jobdef);
+    return status;
+}
+
 static worker_status handshake(worker_ctx *ctx)
 {
     char error[MD_ERROR_MESSAGE_LEN];
@@ -161,12 +173,9 @@ static worker_status handshake(worker_ctx *ctx)
 
     status = read_hello(ctx);
     if (status == WORKER_OK)
-        status = read_job(ctx);
-    if (status == WORKER_OK)
-        status = check_version(ctx);
+        status = take_job(ctx);
     if (status != WORKER_OK)
         return status;
-    enter_cwd(ctx->jobdef);
     error[0] = '\0';
     if (worker_python_start(ctx, error, sizeof error) != 0) {
         fprintf(stderr, "mapdeploy-worker: %s\n", error);
@@ -233,12 +242,9 @@ static worker_status switch_job(worker_ctx *ctx, const md_envelope *env)
     ctx->jobdef_view = NULL;
     ctx->jobdef = NULL;
 
-    status = read_job(ctx);
-    if (status == WORKER_OK)
-        status = check_version(ctx);
+    status = take_job(ctx);
     if (status != WORKER_OK)
         return status;
-    enter_cwd(ctx->jobdef);
     worker_load_function(ctx);
     return worker_send_ready(ctx, NULL);
 }
