@@ -47,6 +47,16 @@ def add(x, y):
     return x + y
 
 
+def with_pending_status(job: jobfolder.JobFolder) -> jobfolder.JobFolder:
+    """Writes a Pending status into the job folder, as create_job does, and returns the job."""
+    status = {"state": "Pending", "start_time": None, "end_time": None, "error": None,
+              "supervisor_pid": None, "num_workers": 0}
+    with open(os.path.join(job.path, "status"), "wb") as handle:
+        handle.write(jobfolder.encode_envelope(job.key, "status", job.job_id, 0, 0,
+                                               jobfolder.pack(status)))
+    return job
+
+
 def pending_job(session_home: Path, name: str, task_count: int = 4, shard_size: int = 1,
                 key: bytes | None = None, job_id: str | None = None) -> jobfolder.JobFolder:
     """A Pending job in the session folder, written from docs/protocol.md, not yet started."""
@@ -56,12 +66,7 @@ def pending_job(session_home: Path, name: str, task_count: int = 4, shard_size: 
         str(jobs / name), add, [{"x": i, "y": 1} for i in range(task_count)], name=name,
         shard_size=shard_size, num_workers=1, key=key, job_id=job_id,
         extra={"environment": {"type": "Local", "name": "trust", "num_workers": 1}})
-    status = {"state": "Pending", "start_time": None, "end_time": None, "error": None,
-              "supervisor_pid": None, "num_workers": 0}
-    with open(os.path.join(job.path, "status"), "wb") as handle:
-        handle.write(jobfolder.encode_envelope(job.key, "status", job.job_id, 0, 0,
-                                               jobfolder.pack(status)))
-    return job
+    return with_pending_status(job)
 
 
 def run_supervisor(job: jobfolder.JobFolder) -> subprocess.CompletedProcess:
@@ -284,12 +289,7 @@ def echo_job(session_home: Path, name: str, values: list[bytes]) -> jobfolder.Jo
         str(jobs / name), jobfuncs.echo, [{"data": value} for value in values], name=name,
         shard_size=1, num_workers=1, blobs=True,
         extra={"environment": {"type": "Local", "name": "trust", "num_workers": 1}})
-    status = {"state": "Pending", "start_time": None, "end_time": None, "error": None,
-              "supervisor_pid": None, "num_workers": 0}
-    with open(os.path.join(job.path, "status"), "wb") as handle:
-        handle.write(jobfolder.encode_envelope(job.key, "status", job.job_id, 0, 0,
-                                               jobfolder.pack(status)))
-    return job
+    return with_pending_status(job)
 
 
 def argument_blob(job: jobfolder.JobFolder, task: int) -> str:
