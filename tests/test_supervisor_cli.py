@@ -76,6 +76,17 @@ def test_second_supervisor_exits_3(tmp_path):
     assert "another supervisor is already running job %s" % tmp_path in p.stderr
 
 
+def test_a_liveness_probe_holding_the_lock_briefly_is_no_second_supervisor(tmp_path):
+    # a client's supervisor_alive() takes a shared lock for a moment; a
+    # supervisor starting then must wait it out, not report "already running"
+    with open(tmp_path / "supervisor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        p = start_supervisor(tmp_path)
+        time.sleep(0.05)  # the probe's moment, made long enough to be certain to overlap
+    p.communicate(timeout=60)
+    assert p.returncode == 1  # it got the lock, then found no job key (not exit 3)
+
+
 # ------------------------------------------------------------ end to end
 
 from conftest import children, pid_alive, wait_until  # noqa: E402

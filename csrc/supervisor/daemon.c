@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "supervisor.h"
@@ -38,13 +39,25 @@ int sv_lock(sv_ctx *ctx, md_error *err)
     if (ctx->lock_fd < 0) {
         return md_fail_errno(err, errno, "cannot open %s", path);
     }
-    if (flock(ctx->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK) {
+    /* A client asking whether a supervisor runs (md_supervisor_alive) holds
+     * a shared lock on the file for microseconds, and a spare job folder has
+     * the file before the job starts; only a lock held for longer than
+     * SV_LOCK_WAIT_SECONDS is another supervisor. */
+    double give_up = md_monotonic_time() + SV_LOCK_WAIT_SECONDS;
+    while (flock(ctx->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EWOULDBLOCK) {
+            return md_fail_errno(err, errno, "cannot lock %s", path);
+        }
+        if (md_monotonic_time() >= give_up) {
             /* MD_EEXIST tells main to exit 3: the documented "already running" */
             return md_fail(err, MD_EEXIST,
                            "another supervisor is already running job %s", ctx->job_dir);
         }
-        return md_fail_errno(err, errno, "cannot lock %s", path);
+        struct timespec pause = {0, 1000 * 1000};
+        (void)nanosleep(&pause, NULL);
     }
     return 0;
 }

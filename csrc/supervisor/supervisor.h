@@ -21,6 +21,7 @@
 #define SV_EXIT_FAILED 1
 #define SV_EXIT_USAGE 2
 #define SV_EXIT_LOCKED 3
+#define SV_LOCK_WAIT_SECONDS 0.2   /* a job's lock held longer is another supervisor's */
 
 #define SV_MAX_INFLIGHT 2          /* batches in flight per worker */
 #define SV_PIPELINE_SECONDS 0.05   /* a second batch goes only behind a shorter one */
