@@ -116,8 +116,14 @@ def test_every_job_sees_the_environment_variables_its_client_had(monkeypatch):
     assert seen == ["one", "two", "one", None]
 
 
-def spares(home: Path) -> list[str]:
+def spare_entries(home: Path) -> list[str]:
+    """Every spare-named entry, the one the pool is still filling included."""
     return [name for name in os.listdir(home / "jobs") if name.startswith(".spare-")]
+
+
+def spares(home: Path) -> list[str]:
+    """The finished spares: a pool fills a spare under a temporary name first."""
+    return [name for name in spare_entries(home) if not name.endswith(".tmp")]
 
 
 def test_a_pool_makes_the_next_jobs_folder_ahead_and_removes_it_when_it_ends(session_home):
@@ -134,7 +140,7 @@ def test_a_pool_makes_the_next_jobs_folder_ahead_and_removes_it_when_it_ends(ses
     # the pool makes the one after while the second runs; it goes with the pool
     assert wait_until(lambda: len(spares(session_home)) == 1, timeout=10)
     gl.deploy.stop_idle_workers()
-    assert spares(session_home) == []
+    assert spare_entries(session_home) == []
 
 
 def test_a_spare_that_is_not_a_folder_is_put_out_of_the_way(session_home):
