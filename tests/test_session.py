@@ -63,6 +63,22 @@ def test_environments_registry():
     assert "sync-env" not in gl.deploy.environments
 
 
+def test_an_environment_deleted_or_rewritten_elsewhere_is_saved_again(session_home):
+    gl.deploy.environment.Local("shared", num_workers=2)
+    del gl.deploy.environments["shared"]
+    gl.deploy.environment.Local("shared", num_workers=2)
+    assert gl.deploy.environments["shared"].num_workers == 2
+    # another process saves the name with other settings; this one's next
+    # use of its own object must put its settings back, not trust what it saw
+    other = "import mapdeploy as gl; gl.deploy.environment.Local('shared', num_workers=3)"
+    out = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MAPDEPLOY_HOME=str(session_home)))
+    assert out.returncode == 0, out.stderr
+    assert gl.deploy.environments["shared"].num_workers == 3
+    gl.deploy.environment.Local("shared", num_workers=2)
+    assert gl.deploy.environments["shared"].num_workers == 2
+
+
 def test_a_job_outlives_the_script_that_started_it_and_loads_by_name(session_home):
     tests_dir = os.path.dirname(os.path.abspath(jobfuncs.__file__))
     start = textwrap.dedent(f"""

@@ -56,25 +56,34 @@ class _LocalEnvironment:
         return record
 
     def _save(self) -> None:
-        record = dict(self._record(), created=time.time())
+        wanted = self._record()
+        record = dict(wanted, created=time.time())
         folder = _engine.environments_dir()
         path = folder / f"{_file_name(self.name)}.json"
-        if path.exists():
-            try:
-                previous = json.loads(path.read_text())
-                if {k: v for k, v in previous.items() if k != "created"} == self._record():
-                    return
-            except (OSError, ValueError):
-                pass
+        text_path = str(path)
+        try:
+            if _SAVED.get(text_path) == (_signature(os.stat(text_path)), wanted):
+                return
+            with open(text_path, encoding="utf-8") as file:
+                signature = _signature(os.fstat(file.fileno()))
+                previous = json.load(file)
+            if isinstance(previous, dict) and \
+                    {k: v for k, v in previous.items() if k != "created"} == wanted:
+                _remember(text_path, signature, wanted)
+                return
+        except (OSError, ValueError):
+            pass  # missing or unreadable: written anew below
         # a name of its own per writer (threads share the pid), then one rename:
         # readers in any process see the old record or the new one, never a part
         temporary = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             temporary.write_text(json.dumps(record))
+            signature = _signature(os.stat(temporary))  # a rename keeps all three
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+        _remember(text_path, signature, wanted)
 
     def __repr__(self) -> str:
         workers = "" if self.num_workers is None else f', "num_workers": {self.num_workers}'
@@ -116,6 +125,24 @@ class Local(_LocalEnvironment):
 
 
 _TYPES: dict[str, type[_LocalEnvironment]] = {"LocalAsync": LocalAsync, "Local": Local}
+
+
+# The record last read or written per file, by the file's identity: the
+# default environment is saved on every job, and reading its JSON back each
+# time cost more than the rest of the check.  Any change to the file (a
+# replace is a new inode) makes the entry stale.
+_SAVED: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_SAVED_MAX = 64
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember(path: str, signature: tuple[int, int, int], record: dict[str, Any]) -> None:
+    if len(_SAVED) >= _SAVED_MAX:
+        _SAVED.clear()
+    _SAVED[path] = (signature, record)
 
 
 def _file_name(name: str) -> str:
