@@ -154,6 +154,21 @@ def test_a_spare_that_is_not_a_folder_is_put_out_of_the_way(session_home):
     assert (session_home / "jobs" / "after").is_dir()
 
 
+def test_a_job_that_took_a_busy_pools_spare_keeps_no_file_of_that_pool(session_home):
+    run(jobfuncs.add, [{"x": 1, "y": 1}])  # a warm pool, which makes spares as its jobs start
+    busy = gl.deploy.map_job.create(jobfuncs.sleep_then, [{"x": 1, "seconds": 30}])
+    assert wait_until(lambda: len(spares(session_home)) == 1, timeout=10)
+    spare = (session_home / "jobs" / spares(session_home)[0]).stat().st_ino
+    taken = run(jobfuncs.add, [{"x": 2, "y": 2}], name="beside")
+    assert taken.get_results() == [4]
+    assert busy.get_status() == "Running"
+    assert supervisor_pid(taken) != supervisor_pid(busy)  # it could not run on the pool
+    folder = session_home / "jobs" / "beside"
+    assert folder.stat().st_ino == spare  # but it took the pool's spare
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("status")) == ["status"]
+    busy.cancel()
+
+
 def test_linger_zero_leaves_no_process_once_the_job_ends(monkeypatch):
     monkeypatch.setenv("MAPDEPLOY_POOL_LINGER", "0")
     job = run(jobfuncs.whoami, [{}, {}])

@@ -361,6 +361,13 @@ int main(int argc, char **argv)
         code = SV_EXIT_FAILED;
         goto cleanup;
     }
+    /* Before the first job only: a pool's later jobs run in the spare
+     * folders it made, whose status temporaries it made to fill. */
+    if (sv_remove_status_tmp_files(ctx.job_dir, &err) != 0) {
+        /* empty files in the job folder: worth a line in the log, not the job */
+        fprintf(stderr, "mapdeploy-supervisor: %s\n", err.message);
+        md_error_clear(&err);
+    }
     code = run_job(&ctx);
     while (code == SV_EXIT_OK && ctx.pool_name != NULL && ctx.linger > 0 &&
            sv_pool_live_workers(&ctx) > 0) {

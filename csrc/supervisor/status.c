@@ -3,6 +3,9 @@
  * here; end_time is set for every final state so clients can show how long
  * a job ran even when it failed or was canceled.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +39,52 @@ int sv_status_tmp_name(char *out, size_t cap, int running)
     int n = snprintf(out, cap, MD_STORE_STATUS ".%s.%ld", running ? "run" : "end",
                      (long)getpid());
     return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* status.run.<digits> or status.end.<digits>: what sv_status_tmp_name makes */
+static int is_status_tmp_name(const char *name)
+{
+    static const char *const prefixes[] = {MD_STORE_STATUS ".run.", MD_STORE_STATUS ".end."};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t len = strlen(prefixes[i]);
+        if (strncmp(name, prefixes[i], len) != 0 || name[len] == '\0') {
+            continue;
+        }
+        const char *digit = name + len;
+        while (*digit >= '0' && *digit <= '9') {
+            digit++;
+        }
+        return *digit == '\0';
+    }
+    return 0;
+}
+
+int sv_remove_status_tmp_files(const char *job_dir, md_error *err)
+{
+    int rc = 0;
+    DIR *dir = opendir(job_dir);
+    if (dir == NULL) {
+        return md_fail_errno(err, errno, "cannot list %s", job_dir);
+    }
+    for (;;) {
+        errno = 0;
+        const struct dirent *entry = readdir(dir);
+        if (entry == NULL) {
+            if (errno != 0) {
+                rc = md_fail_errno(err, errno, "cannot list %s", job_dir);
+            }
+            break;
+        }
+        if (is_status_tmp_name(entry->d_name) && unlinkat(dirfd(dir), entry->d_name, 0) != 0 &&
+            errno != ENOENT) {
+            rc = md_fail_errno(err, errno, "cannot remove %s/%s", job_dir, entry->d_name);
+            break;
+        }
+    }
+    if (closedir(dir) != 0 && rc == 0) {
+        rc = md_fail_errno(err, errno, "cannot list %s", job_dir);
+    }
+    return rc;
 }
 
 /* Everything a reader needs after a host crash reaches the disk: the

@@ -261,6 +261,10 @@ int sv_worker_log_name(char *out, size_t cap, unsigned slot);
 /* status.c: the temporary file name of this process's Running (running)
  * or final status writes; 0, or -1 when cap is too small. */
 int sv_status_tmp_name(char *out, size_t cap, int running);
+/* Removes every status temporary in job_dir: the empty ones of the busy pool
+ * whose spare folder the job took, or one a crashed supervisor left.  Only
+ * with the folder's lock held and before this process writes a status. */
+int sv_remove_status_tmp_files(const char *job_dir, md_error *err);
 
 /* spare.c */
 void sv_spare_make(int jobs_fd, const char *pool_name, unsigned workers);
