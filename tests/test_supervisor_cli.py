@@ -79,10 +79,23 @@ def test_second_supervisor_exits_3(tmp_path):
 def test_a_liveness_probe_holding_the_lock_briefly_is_no_second_supervisor(tmp_path):
     # a client's supervisor_alive() takes a shared lock for a moment; a
     # supervisor starting then must wait it out, not report "already running"
-    with open(tmp_path / "supervisor.lock", "w") as lock:
+    lock_path = str(tmp_path / "supervisor.lock")
+
+    def reached_the_lock() -> bool:
+        if p.poll() is not None:
+            return True  # it has exited already; the assertion below says how
+        try:
+            return lock_path in open_files(p.pid)
+        except FileNotFoundError:
+            return True
+
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
         p = start_supervisor(tmp_path)
-        time.sleep(0.05)  # the probe's moment, made long enough to be certain to overlap
+        assert wait_until(reached_the_lock, timeout=30)
+        # The probe's moment, begun before the supervisor's first try: one
+        # that does not wait it out reports "already running" at once.
+        time.sleep(0.05)
     p.communicate(timeout=60)
     assert p.returncode == 1  # it got the lock, then found no job key (not exit 3)
 
