@@ -41,8 +41,8 @@ FLAT = ([{}, {"x": 0, "y": 1}, {"a": None, "b": True, "c": False}, {"ü": "日�
 
 @pytest.mark.parametrize("kwargs", FLAT, ids=range(len(FLAT)))
 def test_flat_dicts_read_back_exactly(kwargs: dict[str, Any]) -> None:
-    (data,) = flat_pickles([kwargs])
-    assert data is not None
+    (data,), left = flat_pickles([kwargs])
+    assert data is not None and left == []
     assert same(pickle.loads(data), kwargs)
 
 
@@ -54,7 +54,7 @@ def test_random_flat_dicts_read_back_exactly() -> None:
               lambda: rng.randbytes(rng.randint(0, 600))]
     dicts = [{f"k{j}": rng.choice(values)() for j in range(rng.randint(0, 6))}
              for _ in range(2000)]
-    for kwargs, data in zip(dicts, flat_pickles(dicts)):
+    for kwargs, data in zip(dicts, flat_pickles(dicts)[0]):
         assert data is not None and same(pickle.loads(data), kwargs)
 
 
@@ -71,7 +71,11 @@ NOT_FLAT = [SubDict(a=1), {"a": [1]}, {"a": (1,)}, {"a": 1j}, {"a": 2**63}, {"a"
 
 
 def test_anything_else_is_left_to_pickle() -> None:
-    assert flat_pickles(NOT_FLAT) == [None] * len(NOT_FLAT)
+    assert flat_pickles(NOT_FLAT) == ([None] * len(NOT_FLAT), list(range(len(NOT_FLAT))))
+    mixed = [FLAT[1], NOT_FLAT[0], FLAT[2], NOT_FLAT[4]]
+    pickled, left = flat_pickles(mixed)
+    assert left == [1, 3] and pickled[1] is None and pickled[3] is None
+    assert pickle.loads(pickled[0]) == FLAT[1] and pickle.loads(pickled[2]) == FLAT[2]
     with pytest.raises(TypeError):
         flat_pickles(tuple(FLAT))  # type: ignore[arg-type]
 
@@ -93,7 +97,7 @@ def test_a_job_of_flat_and_other_dicts_runs() -> None:
 
 @pytest.mark.parametrize("kwargs", FLAT, ids=range(len(FLAT)))
 def test_the_reader_reads_what_the_writer_wrote(kwargs: dict[str, Any]) -> None:
-    (data,) = flat_pickles([kwargs])
+    (data,), _ = flat_pickles([kwargs])
     ok, value = flat_unpickle(data)
     assert ok and same(value, kwargs)
 
@@ -109,7 +113,7 @@ def test_the_reader_agrees_with_pickle_or_declines() -> None:
             if ok:
                 assert value == pickle.loads(data) and type(value) is type(pickle.loads(data))
     rng = random.Random(5)
-    base = [d for d in flat_pickles(FLAT[:40])]
+    base = flat_pickles(FLAT[:40])[0]
     for _ in range(5000):
         data = bytearray(rng.choice(base))
         for _ in range(rng.randint(1, 3)):
@@ -144,7 +148,8 @@ def test_large_bytes_are_written_out_of_band():
     big = bytes(range(256)) * (BLOB_THRESHOLD // 256)
     below = big[:-1]
     kwargs = [{"a": big, "b": 1, "c": below, "d": big}, {"a": below}, {"a": [big]}]
-    first, second, third = flat_pickles(kwargs)
+    (first, second, third), left = flat_pickles(kwargs)
+    assert left == [2]
     data, buffers = first
     assert buffers == [big, big] and all(buffer is big for buffer in buffers)
     assert len(data) < 2 * len(below)   # the large values are not in it

@@ -73,9 +73,11 @@ static PyMethodDef module_methods[] = {
                "A buffer_callback for pickle.dumps that keeps buffers of BLOB_THRESHOLD bytes "
                "or more out of band, appending them to list.")},
     {"flat_pickles", md_flat_pickles, METH_O,
-     PyDoc_STR("flat_pickles(list) -> list[bytes | tuple[bytes, list[bytes]] | None]\n\n"
+     PyDoc_STR("flat_pickles(list) -> (list[bytes | tuple[bytes, list[bytes]] | None], "
+               "list[int])\n\n"
                "Protocol 5 pickles of the dicts whose keys are str and values None, bool, int\n"
-               "(64-bit), float, str or bytes; None for any other element.")},
+               "(64-bit), float, str or bytes; None for any other element. Then the indices\n"
+               "of those other elements.")},
     {"flat_unpickle", md_flat_unpickle_py, METH_O,
      PyDoc_STR("flat_unpickle(data) -> (True, object) | (False, None)\n\n"
                "Reads a pickle of the opcodes flat_pickles writes; (False, None) for any other.")},

@@ -280,11 +280,12 @@ def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], st
     """
     # Dicts of plain scalars (most parameter sets) are written by C with no
     # pickle module at all (~60 ns instead of ~1 us each; nothing in them can
-    # refer to __main__); flat_pickles leaves None for every other dict.
-    pickled: list[Any] = flat_pickles(kwargs_list)
-    if None not in pickled:
+    # refer to __main__); flat_pickles leaves None for every other dict, and
+    # says which those are.
+    pickled: list[Any]
+    pickled, rest = flat_pickles(kwargs_list)
+    if not rest:
         return pickled
-    rest = [i for i, data in enumerate(pickled) if data is None]
     dumps = _OutOfBand(pickle.dumps)
     try:
         for i in rest:
