@@ -269,21 +269,28 @@ class _OutOfBand:
         return data, taken
 
 
-def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str]) -> list[Any]:
+# flat_pickles' answer: the pickles (None where a dict is not plain), and
+# the indices of those None entries
+FlatPickles = tuple[list[Any], list[int]]
+
+
+def dumps_all_kwargs(kwargs_list: list[dict[str, Any]], what: Callable[[int], str],
+                     flat: FlatPickles | None = None) -> list[Any]:
     """Pickles of every task's keyword arguments, in order.
 
     Dicts of plain scalars are written by ``flat_pickles`` in C; the others
     by one C-level ``pickle.dumps`` each (about 1 µs a task instead of 2
     through ``dumps_kwargs``). Only the dicts that fail or refer to
     ``__main__`` go through ``dumps_kwargs``; ``what(i)`` names dict i in its
-    error, built only when there is one.
+    error, built only when there is one. ``flat``: what ``flat_pickles``
+    made of ``kwargs_list`` already, if anything.
     """
     # Dicts of plain scalars (most parameter sets) are written by C with no
     # pickle module at all (~60 ns instead of ~1 us each; nothing in them can
     # refer to __main__); flat_pickles leaves None for every other dict, and
     # says which those are.
     pickled: list[Any]
-    pickled, rest = flat_pickles(kwargs_list)
+    pickled, rest = flat if flat is not None else flat_pickles(kwargs_list)
     if not rest:
         return pickled
     dumps = _OutOfBand(pickle.dumps)

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable
 
 from . import _engine, _environment, _pool
 from ._job import Job
-from ._mapdeploy import JobStore, create_job, first_bad_kwargs
-from ._pickling import dumps_all_kwargs, dumps_function
+from ._mapdeploy import JobStore, create_job, first_bad_kwargs, flat_pickles
+from ._pickling import FlatPickles, dumps_all_kwargs, dumps_function
 
 logger = logging.getLogger("mapdeploy")
 
@@ -128,10 +128,12 @@ def _sys_path() -> list[str]:
 
 def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, Any]],
            name: str | None, environment: Any, combiner: Callable[..., Any] | None,
-           argument_name: Callable[[int], str], options: dict[str, Any] | None = None) -> Job:
+           argument_name: Callable[[int], str], options: dict[str, Any] | None = None,
+           flat: FlatPickles | None = None) -> Job:
     """Pickles everything (failing before anything is written), creates the job folder, starts it.
 
-    argument_name(i) names kwargs_list[i] in errors (only called when there is one).
+    argument_name(i) names kwargs_list[i] in errors (only called when there is one); flat
+    is what flat_pickles made of kwargs_list, when the caller has it already.
     """
     env = resolve_environment(environment)
     linger = _pool.linger()  # a bad setting stops the job before anything is written
@@ -142,7 +144,7 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     combiner_name = function_name(combiner) if combiner is not None else None
     combiner_bytes = (dumps_function(combiner, f"the combiner function {combiner_name!r}")
                       if combiner is not None else None)
-    pickled = dumps_all_kwargs(kwargs_list, argument_name)
+    pickled = dumps_all_kwargs(kwargs_list, argument_name, flat)
     definition = {
         "name": base_name,
         "job_kind": kind,
@@ -208,8 +210,13 @@ def submit(kind: str, function: Callable[..., Any], kwargs_list: list[dict[str, 
     return job
 
 
-def materialize(parameter_set: Any) -> list[dict[str, Any]]:
-    """The parameter set as a list of kwargs dicts, checked."""
+def materialize(parameter_set: Any) -> tuple[list[dict[str, Any]], FlatPickles]:
+    """The parameter set as a list of kwargs dicts, checked, with the pickles of its plain dicts.
+
+    The plain dicts are pickled here, in the walk that checks them (one C
+    loop over every dict, where a separate check cost another ~37 ms per
+    million); nothing can fail in it, so errors come in the same order.
+    """
     if isinstance(parameter_set, (str, bytes, dict)) or not isinstance(parameter_set, Iterable):
         raise TypeError("parameter_set has to be an iterable of dictionaries, one dictionary of "
                         "keyword arguments per call (use {} for a function without arguments); "
@@ -219,8 +226,11 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
     kwargs_list = parameter_set if type(parameter_set) is list else list(parameter_set)
     if not kwargs_list:
         raise RuntimeError("An empty parameter_set was given. Nothing to do.")
-    index = first_bad_kwargs(kwargs_list)  # one C loop over every dict and key
+    flat = flat_pickles(kwargs_list)
+    others = flat[1]  # a plain dict is a dict with str keys: only these need a look
+    index = first_bad_kwargs([kwargs_list[i] for i in others]) if others else -1
     if index >= 0:
+        index = others[index]
         kwargs = kwargs_list[index]
         if not isinstance(kwargs, dict):
             raise TypeError(
@@ -231,4 +241,4 @@ def materialize(parameter_set: Any) -> list[dict[str, Any]]:
             if not isinstance(key, str):
                 raise TypeError(f"parameter_set[{index}] has the key {key!r}; keyword argument "
                                 "names must be str")
-    return kwargs_list
+    return kwargs_list, flat

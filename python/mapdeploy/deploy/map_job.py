@@ -57,7 +57,7 @@ def create(function: Callable[..., Any], parameter_set: Iterable[dict[str, Any]]
     check_function(function, "function")
     if combiner_function is not None:
         check_function(combiner_function, "combiner_function")
-    kwargs_list = materialize(parameter_set)
+    kwargs_list, flat = materialize(parameter_set)
     options = check_retries(task_timeout, max_retries, retry_on)
     return submit("map", function, kwargs_list, name, environment, combiner_function,
-                  lambda i: f"parameter_set[{i}]", options)
+                  lambda i: f"parameter_set[{i}]", options, flat)
