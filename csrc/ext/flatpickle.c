@@ -2,9 +2,10 @@
  * the kwargs dicts of plain scalars, written without the pickle module (see
  * flatpickle.h); None for every other element, which the caller pickles as
  * before, and the indices of those elements (finding the None entries of a
- * million-element list in Python took ~30 ms).  Nothing in such a dict can refer to __main__, so no scan for it is
- * needed either.  A dict with bytes values of MD_BLOB_THRESHOLD or more gives
- * (pickle, [those bytes]): create_job writes them as blobs. */
+ * million-element list in Python took ~30 ms).  Nothing in such a dict can
+ * refer to __main__, so no scan for it is needed either.  A dict with bytes
+ * values of MD_BLOB_THRESHOLD or more gives (pickle, [those bytes]):
+ * create_job writes them as blobs. */
 #include "ext.h"
 #include "flatpickle.h"
 #include "oob.h"
