@@ -76,26 +76,31 @@ def test_second_supervisor_exits_3(tmp_path):
     assert "another supervisor is already running job %s" % tmp_path in p.stderr
 
 
+# nanosleep and clock_nanosleep on x86_64 and aarch64, as /proc/<pid>/syscall shows them
+_SLEEP_SYSCALLS = {"35", "230", "101", "115"}
+
+
+def sleeping(pid: int) -> bool:
+    """Whether the process is in a nanosleep (by /proc: its wait channel, or its system call)."""
+    with open(f"/proc/{pid}/wchan") as wchan, open(f"/proc/{pid}/syscall") as syscall:
+        return "nanosleep" in wchan.read() or syscall.read().split()[0] in _SLEEP_SYSCALLS
+
+
 def test_a_liveness_probe_holding_the_lock_briefly_is_no_second_supervisor(tmp_path):
     # a client's supervisor_alive() takes a shared lock for a moment; a
     # supervisor starting then must wait it out, not report "already running"
-    lock_path = str(tmp_path / "supervisor.lock")
-
-    def reached_the_lock() -> bool:
+    def waiting_for_the_lock() -> bool:
         if p.poll() is not None:
             return True  # it has exited already; the assertion below says how
         try:
-            return lock_path in open_files(p.pid)
-        except FileNotFoundError:
+            return sleeping(p.pid)  # it tried, found the lock held, and pauses before the next try
+        except (FileNotFoundError, ProcessLookupError):
             return True
 
-    with open(lock_path, "w") as lock:
+    with open(tmp_path / "supervisor.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
         p = start_supervisor(tmp_path)
-        assert wait_until(reached_the_lock, timeout=30)
-        # The probe's moment, begun before the supervisor's first try: one
-        # that does not wait it out reports "already running" at once.
-        time.sleep(0.05)
+        assert wait_until(waiting_for_the_lock, timeout=30, interval=0.001)
     p.communicate(timeout=60)
     assert p.returncode == 1  # it got the lock, then found no job key (not exit 3)
 
