@@ -33,20 +33,23 @@ int sv_write_status(sv_ctx *ctx, md_state state, const char *error, md_error *er
     return md_store_write_status_via(ctx->job_dir, &ctx->key, ctx->job_id, &st, tmp, err);
 }
 
+/* The temporary names of the final and the Running status, before the pid;
+ * indexed by sv_status_tmp_name's running (0 or 1). */
+static const char *const status_tmp_prefixes[] = {MD_STORE_STATUS ".end.",
+                                                  MD_STORE_STATUS ".run."};
+
 int sv_status_tmp_name(char *out, size_t cap, int running)
 {
-    int n = snprintf(out, cap, MD_STORE_STATUS ".%s.%ld", running ? "run" : "end",
-                     (long)getpid());
+    int n = snprintf(out, cap, "%s%ld", status_tmp_prefixes[running != 0], (long)getpid());
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-/* status.run.<digits> or status.end.<digits>: what sv_status_tmp_name makes */
+/* A name sv_status_tmp_name makes: one of the prefixes, then digits */
 static int is_status_tmp_name(const char *name)
 {
-    static const char *const prefixes[] = {MD_STORE_STATUS ".run.", MD_STORE_STATUS ".end."};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-        size_t len = strlen(prefixes[i]);
-        if (strncmp(name, prefixes[i], len) != 0 || name[len] == '\0') {
+    for (size_t i = 0; i < sizeof status_tmp_prefixes / sizeof status_tmp_prefixes[0]; i++) {
+        size_t len = strlen(status_tmp_prefixes[i]);
+        if (strncmp(name, status_tmp_prefixes[i], len) != 0 || name[len] == '\0') {
             continue;
         }
         const char *digit = name + len;
